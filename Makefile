@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` runs the main job, `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --constraint constraints.txt
+
+.PHONY: demo test clean
+
+$(VENV)/.base: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.base
+	$(VENV)/bin/modelinv demo --out demo-out
+
+test: $(VENV)/.test
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

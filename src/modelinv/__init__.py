@@ -1,0 +1,3 @@
+"""modelinv: attack, defend and audit neural networks against model inversion."""
+
+__version__ = "0.1.0"

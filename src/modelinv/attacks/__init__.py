@@ -1,0 +1,18 @@
+"""Attacks, one file each, registered by name: `ATTACKS.get("rmle")(**params)(threat, targets, data)`."""
+
+from modelinv.attacks import inverse_net, rmle, shadow  # noqa: F401  (registration)
+from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.registry import ATTACKS
+
+
+def describe_attacks() -> list[dict]:
+    """Name, summary, threat model and parameters (with defaults) of every attack."""
+    rows = []
+    for name in ATTACKS.names():
+        cls = ATTACKS.get(name)
+        params = {k: {"default": f.default, "description": f.description} for k, f in cls.Params.model_fields.items()}
+        rows.append({**ATTACKS.info(name), "observes": sorted(cls.observes), "white_box": sorted(cls.white_box), "params": params})
+    return rows
+
+
+__all__ = ["ATTACKS", "Attack", "AttackParams", "Reconstruction", "Targets", "describe_attacks"]

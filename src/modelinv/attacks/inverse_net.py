@@ -1,0 +1,118 @@
+"""Inverse network: learn a decoder from observations back to inputs (He et al., ACSAC 2019, sec. 5).
+
+The attacker queries the black-box oracle with its own data X_a, obtains O_a = oracle(X_a), and trains
+g to minimise ||g(O_a) - X_a||^2; private observations are then inverted as g(o). The same attacker,
+trained on auxiliary data such as EMNIST letters, is the classic split-NN demonstration. Observations
+may be feature maps (decoded by transposed convolutions) or vectors (split features of an MLP,
+probability vectors; decoded by an MLP).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.registry import ATTACKS
+from modelinv.data.types import Dataset
+from modelinv.oracle import ThreatModel
+from modelinv.progress import progress_bar
+
+
+class MapDecoder(nn.Module):
+    """(c, h, w) feature map -> (C, H, W) image.
+
+    Batch-normalised input and a 3x3 convolution, stride-2 transposed convolutions (halving the
+    channels each time) up to about the image size, then one convolution whose kernel makes the size
+    exact (transposed to grow, plain to shrink), to the image channels. A LeNet conv1 map (8x24x24)
+    is decoded by a 5x5 transposed convolution, the exact shape of the inverse of conv1.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], image_shape: tuple[int, ...], width: int):
+        super().__init__()
+        c, h, w = obs_shape
+        ups = max(0, round(math.log2(image_shape[1] / h)))
+        layers: list[nn.Module] = [nn.BatchNorm2d(c), nn.Conv2d(c, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU()]
+        for _ in range(ups):
+            layers += [nn.ConvTranspose2d(width, max(8, width // 2), 4, 2, 1), nn.BatchNorm2d(max(8, width // 2)), nn.ReLU()]
+            width, h, w = max(8, width // 2), 2 * h, 2 * w
+        grow = (image_shape[1] - h, image_shape[2] - w)
+        if min(grow) >= 0:
+            layers.append(nn.ConvTranspose2d(width, image_shape[0], (grow[0] + 1, grow[1] + 1)))
+        elif max(grow) <= 0:
+            layers.append(nn.Conv2d(width, image_shape[0], (1 - grow[0], 1 - grow[1])))
+        else:
+            raise ValueError(f"cannot decode a {obs_shape} map to {image_shape} images")
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, o: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(o))
+
+
+class VectorDecoder(nn.Module):
+    """Vector observation -> image: batch-normalised input, a two-hidden-layer MLP."""
+
+    def __init__(self, obs_dim: int, image_shape: tuple[int, ...], width: int):
+        super().__init__()
+        self.shape = tuple(image_shape)
+        self.body = nn.Sequential(
+            nn.BatchNorm1d(obs_dim),
+            nn.Linear(obs_dim, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, math.prod(image_shape)),
+        )
+
+    def forward(self, o: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(o.flatten(1))).view(-1, *self.shape)
+
+
+def make_decoder(obs_shape: tuple[int, ...], image_shape: tuple[int, ...], conv_width: int, mlp_width: int) -> nn.Module:
+    if len(obs_shape) == 3:
+        return MapDecoder(obs_shape, image_shape, conv_width)
+    return VectorDecoder(math.prod(obs_shape), image_shape, mlp_width)
+
+
+class InverseNetParams(AttackParams):
+    epochs: int = Field(40, ge=1, description="passes over the attacker's query data")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Adam step size")
+    conv_width: int = Field(64, ge=8, description="channels of the first decoder convolution")
+    mlp_width: int = Field(1024, ge=1, description="hidden units of the vector decoder")
+
+
+@ATTACKS.register("inverse-net", threat="features or scores (black-box queries)", goal="reconstruct")
+class InverseNet(Attack):
+    """Inverse network (He et al., ACSAC 2019): a decoder trained on (oracle(x), x) pairs from the attacker's data."""
+
+    observes = frozenset({"features", "logits", "probs"})
+    Params = InverseNetParams
+
+    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+        p = self.params
+        x_a = attacker_data.x
+        o_a = threat.observer(x_a).float()
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width)
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
+        with progress_bar("inverse network", p.epochs) as advance:
+            for _ in range(p.epochs):
+                perm = torch.randperm(len(x_a), generator=gen)
+                total = 0.0
+                for i in range(0, len(x_a), p.batch_size):
+                    idx = perm[i : i + p.batch_size]
+                    loss = F.mse_loss(decoder(o_a[idx]), x_a[idx])
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                    total += loss.item() * len(idx)
+                advance(loss=total / len(x_a))
+        decoder.eval()
+        with torch.no_grad():
+            images = torch.cat([decoder(o) for o in targets.observations.float().split(512)])
+        return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": total / len(x_a)})

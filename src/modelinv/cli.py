@@ -1,0 +1,171 @@
+"""Command line: thin wrappers over the library. Errors in user input print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelinv.errors import ModelinvError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Attack, defend and audit neural networks against model inversion.")
+console = Console(soft_wrap=True)
+
+
+class Catalogue(str, Enum):
+    datasets = "datasets"
+    models = "models"
+    attacks = "attacks"
+    metrics = "metrics"
+
+
+def catalogue(what: Catalogue) -> list[dict]:
+    if what is Catalogue.datasets:
+        from modelinv.data import describe_datasets
+
+        return describe_datasets()
+    if what is Catalogue.models:
+        from modelinv.models import describe_models
+
+        return describe_models()
+    if what is Catalogue.attacks:
+        from modelinv.attacks import describe_attacks
+
+        return describe_attacks()
+    from modelinv.metrics import describe_metrics
+
+    return describe_metrics()
+
+
+@app.command("list")
+def list_components(
+    what: Optional[Catalogue] = typer.Argument(None, help="which catalogue; all when omitted"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List datasets, models (with cut layers), attacks and metrics."""
+    chosen = [what] if what else list(Catalogue)
+    listing = {c.value: catalogue(c) for c in chosen}
+    if as_json:
+        print(json.dumps(listing, indent=2, default=str))
+        return
+    for name, rows in listing.items():
+        table = Table(title=name, show_lines=False)
+        table.add_column("name")
+        table.add_column("summary")
+        table.add_column("details")
+        for row in rows:
+            details = row.get("cut_layers") or row.get("observes") or row.get("needs") or row.get("kind") or ""
+            table.add_row(row["name"], row.get("summary", ""), ", ".join(details) if isinstance(details, list) else str(details))
+        console.print(table)
+
+
+@app.command()
+def train(
+    data: str = typer.Option("mnist5k", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
+    model: str = typer.Option("lenet", help="architecture name (see `modelinv list models`)"),
+    seed: int = typer.Option(0, help="seed for the split, initialisation and training"),
+    split: str = typer.Option("same-distribution", help="threat-model split the private training set comes from"),
+    epochs: Optional[int] = typer.Option(None, help="maximum epochs (early stopping on validation accuracy)"),
+    image_size: Optional[int] = typer.Option(None, help="resize images to this size"),
+    label_column: Optional[str] = typer.Option(None, help="label column of a csv: source"),
+) -> None:
+    """Train a target model on the private training split (or load it from the cache) and report its accuracy."""
+    from modelinv.experiment.config import DataConfig, ModelConfig
+    from modelinv.experiment.runner import load_splits, train_model
+    from modelinv.models.trainer import accuracy
+    from modelinv.validation import validate
+
+    start = time.perf_counter()
+    data_cfg = validate(DataConfig, {"source": data, "split": split, "image_size": image_size, "label_column": label_column}, "data")
+    model_cfg = validate(ModelConfig, {"arch": model, "train": {"epochs": epochs} if epochs else {}}, "target")
+    splits = load_splits(data_cfg, seed)
+    net, meta = train_model("target", model_cfg, splits.private_train, splits.private_test, seed)
+    acc = accuracy(net, splits.private_test)
+    state = "loaded from cache" if meta["cached"] else f"trained in {meta['seconds']:.1f} s"
+    console.print(f"{model} on {data} ({split}, seed {seed}): test accuracy {acc:.4f}, {state}")
+    console.print(f"checkpoint: {meta['path']}  (total {time.perf_counter() - start:.1f} s)")
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="experiment config (YAML)"),
+    out: Path = typer.Option(..., "--out", help="directory for config.yaml, results.json and image grids"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Run one experiment config: train or load the models, run the attack, score it."""
+    from modelinv.experiment.config import load_config
+    from modelinv.experiment.runner import run_experiment, write_run
+
+    cfg = load_config(config)
+    row, images = run_experiment(cfg)
+    write_run(out, cfg, row, images)
+    if as_json:
+        print(json.dumps(row, indent=2))
+        return
+    metrics = {k: v for k, v in row.items() if isinstance(v, float) and k != "seconds"}
+    console.print(f"{row['attack']} against {row['model']} ({row['access']}): " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    console.print(f"results in {out}/results.json")
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="directory for results.json, configs and PNG grids"),
+    seed: int = typer.Option(0, help="seed of every run"),
+) -> None:
+    """The main job: split-inference inversion attacks on MNIST (He et al. 2019 and the split-NN attacker)."""
+    from modelinv.experiment.demo import COLUMNS, demo_configs, run_demo
+
+    start = time.perf_counter()
+    console.print(f"modelinv demo: training (or loading) models and running {len(demo_configs(seed))} attacks on mnist5k")
+
+    def show(row: dict) -> None:
+        console.print(f"  done: {row['attack']} on {row['model']} at {row['layer']}: PSNR {row['psnr']:.2f} dB, {row['seconds']:.1f} s")
+
+    rows = run_demo(out, seed, on_row=show)
+    table = Table(title=f"split-inference inversion on mnist5k (seed {seed})")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(fmt(row.get(c)) for c in COLUMNS))
+    console.print(table)
+    console.print(f"grids and results.json in {out}/  (total {time.perf_counter() - start:.0f} s)")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except ModelinvError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; finished results are kept", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

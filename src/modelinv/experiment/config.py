@@ -1,0 +1,78 @@
+"""An experiment as plain, validated data: dataset and split, target, access, attack, metrics, seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelinv.errors import ModelinvError
+from modelinv.models.trainer import TrainConfig
+from modelinv.validation import validate
+
+DEFAULT_METRICS = ["mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    source: str = Field("mnist5k", description="dataset name or file source (idx:, npz:, folder:, csv:)")
+    split: Literal["same-distribution", "class-disjoint", "cross-domain"] = "same-distribution"
+    public_source: str | None = Field(None, description="the attacker's data source for cross-domain splits")
+    image_size: int | None = Field(None, ge=4, description="resize images to this size")
+    label_column: str | None = None
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    public_fraction: float = Field(0.3, gt=0, lt=1)
+    private_classes: list[int] | None = None
+
+
+class ModelConfig(Strict):
+    arch: str = "lenet"
+    args: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class AccessConfig(Strict):
+    """The threat model: what the attacker observes, which part of the model it knows, its query budget."""
+
+    observe: Literal["features", "logits", "probs", "label"] | None = "features"
+    layer: str | None = Field(None, description="cut layer for features; default: the model's split layer")
+    white_box: Literal["none", "client", "server", "full"] = "none"
+    query_budget: int | None = Field(None, ge=1)
+
+
+class AttackConfig(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentConfig(Strict):
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    target: ModelConfig = Field(default_factory=ModelConfig)
+    evaluator: ModelConfig | None = Field(None, description="the judge; default: an architecture distinct from the target")
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    attack: AttackConfig
+    attacker_data: Literal["public", "private-train", "uniform-noise"] = Field(
+        "public", description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise)"
+    )
+    num_targets: int = Field(64, ge=1, description="private test inputs attacked")
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config; errors name the file or the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelinvError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ModelinvError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(raw, dict):
+        raise ModelinvError(f"config file {path} must hold a mapping of fields")
+    return validate(ExperimentConfig, raw)

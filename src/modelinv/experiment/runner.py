@@ -1,0 +1,198 @@
+"""Run one experiment: a pure function of its config and the cached models it trains or loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from modelinv.attacks import ATTACKS, Attack, Targets
+from modelinv.data import load, make_splits
+from modelinv.data.types import Dataset, ImageDataset, Splits
+from modelinv.errors import ModelinvError
+from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
+from modelinv.metrics import METRICS, MetricInputs, compute
+from modelinv.models import evaluator_arch_for
+from modelinv.models.layered import LayeredNet
+from modelinv.models.store import ModelRequest, train_or_load
+from modelinv.models.trainer import accuracy
+from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
+from modelinv.report.grid import save_grid
+from modelinv.seeding import seed_everything
+from modelinv.versions import versions
+
+
+@dataclass
+class Setting:
+    """The data and trained models an experiment's attack runs against."""
+
+    splits: Splits
+    target: LayeredNet
+    target_meta: dict[str, Any]
+    evaluator: LayeredNet
+    evaluator_meta: dict[str, Any]
+    timings: dict[str, float]
+
+
+def load_splits(d: DataConfig, seed: int) -> Splits:
+    """Load the configured source(s) and split them into the threat model's parts."""
+    data = load(d.source, image_size=d.image_size, label_column=d.label_column)
+    public = load(d.public_source, image_size=d.image_size) if d.public_source else None
+    if public is not None and d.split != "cross-domain":
+        raise ModelinvError(f"data.public_source is only used by the cross-domain split, not '{d.split}'")
+    return make_splits(
+        d.split,
+        data,
+        seed=seed,
+        public_data=public,
+        test_fraction=d.test_fraction,
+        public_fraction=d.public_fraction,
+        private_classes=d.private_classes,
+    )
+
+
+def train_model(role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int) -> tuple[LayeredNet, dict[str, Any]]:
+    """Train (or load from the cache) a classifier described by `model` on `data`."""
+    request = ModelRequest(
+        role=role,
+        arch=model.arch,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        data_digest=data.digest(),
+        seed=seed,
+        args=model.args,
+        train=model.train.model_dump(),
+    )
+    return train_or_load(request, data, test=test)
+
+
+def prepare(cfg: ExperimentConfig) -> Setting:
+    """Load the data and split it, then train or load the target and the evaluation classifier."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    splits = load_splits(cfg.data, cfg.seed)
+    timings["data"] = time.perf_counter() - start
+    start = time.perf_counter()
+    target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed)
+    timings["target"] = time.perf_counter() - start
+    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch))
+    start = time.perf_counter()
+    evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
+    timings["evaluator"] = time.perf_counter() - start
+    return Setting(splits, target, target_meta, evaluator, evaluator_meta, timings)
+
+
+def build_threat(cfg: ExperimentConfig, model: LayeredNet) -> tuple[ThreatModel, str | None]:
+    """The oracles `cfg.access` grants over `model`, and the cut layer they use."""
+    access = cfg.access
+    layer = access.layer or model.default_cut
+    needs_layer = access.observe == "features" or access.white_box in ("client", "server")
+    if needs_layer and layer is None:
+        raise ModelinvError(
+            f"access.layer is required: model '{model.arch}' has no default split layer (cut layers: {', '.join(model.cut_layers)})"
+        )
+    if layer is not None:
+        model.check_layer(layer)
+    observer = None
+    if access.observe == "features":
+        observer = Features(model, layer, budget=access.query_budget)
+    elif access.observe is not None:
+        observer = Scores(model, access.observe, budget=access.query_budget)
+    white_box = WhiteBox(model, access.white_box, layer) if access.white_box != "none" else None
+    return ThreatModel(observer=observer, white_box=white_box), layer if needs_layer else None
+
+
+def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
+    """The data the attacker queries or trains with (He et al. Table 4: same set, same distribution, noise)."""
+    if cfg.attacker_data == "private-train":
+        return splits.private_train
+    if cfg.attacker_data == "uniform-noise":
+        public = splits.public
+        gen = torch.Generator().manual_seed(cfg.seed)
+        noise = torch.rand((len(public), *public.input_shape), generator=gen)
+        return ImageDataset(x=noise, y=torch.zeros(len(public), dtype=torch.long), classes=public.classes, name="uniform-noise")
+    return splits.public
+
+
+def check_names(cfg: ExperimentConfig) -> Attack:
+    """Fail fast, before any training, on an unknown attack, attack parameter or metric."""
+    for name in cfg.metrics:
+        METRICS.get(name)
+    return ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+
+
+def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Run the configured attack; return the result row and the images (originals, reconstructions)."""
+    attack = check_names(cfg)
+    setting = setting or prepare(cfg)
+    seed_everything(cfg.seed)
+    splits = setting.splits
+    threat, layer = build_threat(cfg, setting.target)
+    if threat.observer is None:
+        raise ModelinvError(f"attack '{cfg.attack.name}' reconstructs observed inputs: set access.observe")
+    pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
+    victims = splits.private_test.subset(pick)
+    targets = Targets(observations=threat.observer.intercept(victims.x))
+    reconstruction = attack(threat, targets, attacker_dataset(cfg, splits), seed=cfg.seed)
+    start = time.perf_counter()
+    inputs = MetricInputs(
+        reconstructions=reconstruction.images,
+        labels=victims.y,
+        truth=victims.x,
+        evaluator=setting.evaluator,
+        private=splits.private_train,
+    )
+    scores = compute(cfg.metrics, inputs)
+    meta = dict(reconstruction.meta)
+    row: dict[str, Any] = {
+        "attack": cfg.attack.name,
+        "model": cfg.target.arch,
+        "layer": layer,
+        "access": threat.describe(),
+        "data": cfg.data.source,
+        "split": cfg.data.split,
+        "attacker_data": cfg.attacker_data,
+        "seed": cfg.seed,
+        "num_targets": len(victims),
+        "target_test_acc": accuracy(setting.target, splits.private_test),
+        "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test),
+        **scores,
+        "queries": meta.pop("queries"),
+        "gradients": meta.pop("gradients"),
+        "seconds": meta.pop("seconds"),
+        "attack_details": meta,
+        "timings": {**setting.timings, "metrics": time.perf_counter() - start},
+        "data_hashes": splits.digests(),
+        "checkpoints": {"target": setting.target_meta["path"], "evaluator": setting.evaluator_meta["path"]},
+        "versions": versions(),
+    }
+    return row, {"originals": victims.x, "reconstructions": reconstruction.images}
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically, so an interrupted run never leaves a half-written results file."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def dump_config(path: Path, cfg: ExperimentConfig) -> None:
+    """Write the full, validated config (defaults included) as YAML: rerunning it reproduces the run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def write_run(out: Path, cfg: ExperimentConfig, row: dict[str, Any], images: dict[str, torch.Tensor]) -> None:
+    """Write config.yaml, results.json, the PNG grid and the reconstructions of one run into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(out / "config.yaml", cfg)
+    save_grid(out / "reconstructions.png", images["originals"], images["reconstructions"])
+    save_file({k: v.contiguous() for k, v in images.items()}, str(out / "reconstructions.safetensors"))
+    write_json(out / "results.json", row)

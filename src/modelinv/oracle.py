@@ -1,0 +1,170 @@
+"""Oracles: exactly what an attacker may touch, with query counting and an optional budget.
+
+- `WhiteBox(model, part)`: weights and gradients of the whole model, or of the client part f1 or
+  server part f2 of a split network.
+- `Features(model, layer)`: the split-layer activation f1(x) (split learning, collaborative inference).
+- `Scores(model, kind)`: the model's output as logits, probabilities, or the top-1 label only.
+
+A `ThreatModel` bundles the observation channel with optional white-box knowledge; attacks declare
+what they need and refuse a weaker threat model (as ART's estimator requirements do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from modelinv.errors import AccessDenied, QueryBudgetExceeded
+from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
+
+OBSERVATIONS = ("features", "logits", "probs", "label")
+WHITE_BOX_PARTS = ("full", "client", "server")
+
+
+class Oracle:
+    """Counts the inputs it answers for and stops at `budget`."""
+
+    provides: frozenset[str] = frozenset()
+
+    def __init__(self, budget: int | None = None):
+        self.budget = budget
+        self.queries = 0
+
+    def charge(self, n: int) -> None:
+        if self.budget is not None and self.queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"query budget exhausted: {self.budget} allowed, {self.queries} used, {n} more requested"
+            )
+        self.queries += n
+
+
+class WhiteBox(Oracle):
+    """Differentiable access to `part` of the model ("full", "client" = f1, "server" = f2)."""
+
+    def __init__(self, model: LayeredNet, part: str = "full", layer: str | None = None, budget: int | None = None):
+        super().__init__(budget)
+        if part not in WHITE_BOX_PARTS:
+            raise AccessDenied(f"white_box must be one of {', '.join(WHITE_BOX_PARTS)}, not '{part}'")
+        if part != "full" and layer is None:
+            raise AccessDenied(f"white-box access to the {part} part needs a cut layer")
+        self.model, self.part, self.layer = model, part, layer
+        self.provides = frozenset({f"white-box:{part}"})
+        self.module: nn.Module = {"full": lambda: model, "client": lambda: ClientPart(model, layer), "server": lambda: ServerPart(model, layer)}[part]()
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable output of the known part; each input counts as one query."""
+        self.charge(x.shape[0])
+        return self.module(x)
+
+    def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Differentiable f1(x) at `layer`, allowed when the known part covers the layers up to it."""
+        known = self.model.cut_layers if self.part == "full" else self.model.client_stages(self.layer) if self.part == "client" else []
+        if layer not in known:
+            raise AccessDenied(f"white-box access to the {self.part} part does not cover layer '{layer}'")
+        self.charge(x.shape[0])
+        return self.model.features(x, layer)
+
+
+class _Observer(Oracle):
+    """An oracle the attacker reads victim outputs from (`intercept`) and may query (`__call__`)."""
+
+    def __init__(self, model: LayeredNet, budget: int | None):
+        super().__init__(budget)
+        self.model = model
+
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _batched(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.observe(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """An attacker query: answers for chosen inputs, counted against the budget, without gradients."""
+        self.charge(x.shape[0])
+        return self._batched(x)
+
+    def intercept(self, x: torch.Tensor) -> torch.Tensor:
+        """What the attacker sees of the victim's own traffic: not a query, not counted."""
+        return self._batched(x)
+
+
+class Features(_Observer):
+    """Split-layer features f1(x) at `layer`."""
+
+    provides = frozenset({"features"})
+
+    def __init__(self, model: LayeredNet, layer: str, budget: int | None = None):
+        super().__init__(model, budget)
+        self.layer = model.check_layer(layer)
+
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x, self.layer)
+
+
+_SCORE_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "logits": lambda z: z,
+    "probs": lambda z: z.softmax(1),
+    "label": lambda z: z.argmax(1),
+}
+
+
+class Scores(_Observer):
+    """The model's output as `kind` = logits | probs | label (top-1 class index)."""
+
+    def __init__(self, model: LayeredNet, kind: str = "probs", budget: int | None = None):
+        super().__init__(model, budget)
+        if kind not in _SCORE_VIEWS:
+            raise AccessDenied(f"scores kind must be one of {', '.join(_SCORE_VIEWS)}, not '{kind}'")
+        self.kind = kind
+        derivable = {"logits": {"logits", "probs", "label"}, "probs": {"probs", "label"}, "label": {"label"}}
+        self.provides = frozenset(derivable[kind])
+
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        return _SCORE_VIEWS[self.kind](self.model(x))
+
+
+@dataclass
+class ThreatModel:
+    """What the attacker sees of the victim (`observer`) and what it knows of the model (`white_box`)."""
+
+    observer: Features | Scores | None = None
+    white_box: WhiteBox | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.observer is not None:
+            parts.append(f"features({self.observer.layer})" if isinstance(self.observer, Features) else self.observer.kind)
+        if self.white_box is not None:
+            parts.append(f"white-box {self.white_box.part}")
+        return " + ".join(parts) or "nothing"
+
+    @property
+    def queries(self) -> int:
+        """Inputs the attacker submitted to the observation oracle (black-box queries)."""
+        return self.observer.queries if self.observer is not None else 0
+
+    @property
+    def gradients(self) -> int:
+        """Inputs the attacker passed through the white-box model (forward/gradient evaluations)."""
+        return self.white_box.queries if self.white_box is not None else 0
+
+    def require(self, attack: str, observes: frozenset[str], white_box: frozenset[str]) -> None:
+        """Raise AccessDenied unless this threat model grants one of `observes` and one of `white_box`."""
+        granted = self.observer.provides if self.observer is not None else frozenset()
+        if observes and not observes & granted:
+            raise AccessDenied(
+                f"attack '{attack}' needs to observe {' or '.join(sorted(observes))}; the threat model grants {self.describe()}"
+            )
+        parts = {self.white_box.part} if self.white_box is not None else set()
+        if white_box and not ({"full"} | set(white_box)) & parts:
+            raise AccessDenied(
+                f"attack '{attack}' needs white-box access to the {' or '.join(sorted(white_box))} model; "
+                f"the threat model grants {self.describe()}"
+            )

@@ -1,0 +1,1 @@
+"""Reports: image grids now; tables, plots and HTML pages build on them."""

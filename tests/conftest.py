@@ -1,0 +1,51 @@
+"""Shared fixtures: an isolated model cache, and small trained models reused across tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ["MODELINV_QUIET"] = "1"
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test session trains into its own cache, never the user's."""
+    path = tmp_path_factory.mktemp("modelinv-cache")
+    old = os.environ.get("MODELINV_CACHE")
+    os.environ["MODELINV_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MODELINV_CACHE", None)
+    else:
+        os.environ["MODELINV_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def mnist_splits():
+    """Same-distribution split of the real bundled MNIST subset."""
+    from modelinv.data import load, make_splits
+
+    return make_splits("same-distribution", load("mnist5k"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_lenet(mnist_splits):
+    """A LeNet trained briefly on 1,500 private images (about 2 s): enough to be a real target."""
+    from modelinv.models.store import ModelRequest, train_or_load
+
+    data = mnist_splits.private_train.subset(torch.arange(1500))
+    request = ModelRequest(
+        role="target",
+        arch="lenet",
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        data_digest=data.digest(),
+        seed=0,
+        train={"epochs": 6, "patience": 6},
+    )
+    model, _ = train_or_load(request, data)
+    return model

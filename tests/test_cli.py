@@ -1,0 +1,115 @@
+"""The command line: listings, an end-to-end reproducible run, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelinv.cli import main
+
+SMALL_RUN = {
+    "seed": 1,
+    "target": {"arch": "lenet", "train": {"epochs": 2}},
+    "evaluator": {"arch": "eval-cnn", "train": {"epochs": 2}},
+    "access": {"observe": "features", "layer": "relu2"},
+    "attack": {"name": "inverse-net", "params": {"epochs": 2}},
+    "num_targets": 8,
+}
+
+
+def cli(monkeypatch, capsys, *args):
+    """Run `modelinv ARGS` in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["modelinv", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_list_json_names_everything(monkeypatch, capsys):
+    code, out, _ = cli(monkeypatch, capsys, "list", "--json")
+    listing = json.loads(out)
+    assert code == 0
+    assert {"mnist5k", "digits", "breast-cancer"} <= {d["name"] for d in listing["datasets"]}
+    models = {m["name"]: m for m in listing["models"]}
+    assert {"mlp", "splitnn-mlp", "lenet", "cnn-split", "resnet", "eval-cnn"} <= set(models)
+    assert {"conv1", "relu2"} <= set(models["lenet"]["cut_layers"])
+    assert {"rmle", "inverse-net", "shadow"} <= {a["name"] for a in listing["attacks"]}
+    metrics = {m["name"] for m in listing["metrics"]}
+    assert {"mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "fid_eval", "dcor"} <= metrics
+
+
+def test_run_writes_results_and_is_reproducible(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(SMALL_RUN))
+    results = []
+    for name in ("a", "b"):
+        code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / name)
+        assert code == 0, err
+        results.append(json.loads((tmp_path / name / "results.json").read_text()))
+        assert (tmp_path / name / "reconstructions.png").stat().st_size > 0
+        assert yaml.safe_load((tmp_path / name / "config.yaml").read_text())["attack"]["name"] == "inverse-net"
+    first, second = results
+    for key in ("target_test_acc", "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"):
+        assert key in first and first[key] == second[key], key
+    assert first["seed"] == 1 and first["queries"] > 0 and "torch" in first["versions"]
+    assert first["data_hashes"] == second["data_hashes"]
+
+
+def test_misspelled_config_field(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump({**SMALL_RUN, "atack": SMALL_RUN["attack"]}))
+    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "out")
+    assert_one_line_error(code, err, "unknown field 'atack'", "did you mean 'attack'")
+    nested = {**SMALL_RUN, "target": {"arch": "lenet", "train": {"epoch": 2}}}
+    config.write_text(yaml.safe_dump(nested))
+    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "out")
+    assert_one_line_error(code, err, "target.train.epoch", "did you mean 'epochs'")
+
+
+def test_missing_data_file(monkeypatch, capsys, tmp_path):
+    missing = tmp_path / "train-images-idx3-ubyte.gz"
+    code, _, err = cli(monkeypatch, capsys, "train", "--data", f"idx:{missing}", "--model", "lenet")
+    assert_one_line_error(code, err, str(missing))
+
+
+def test_corrupted_checkpoint(monkeypatch, capsys):
+    args = ("train", "--model", "splitnn-mlp", "--epochs", "1", "--seed", "7")
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    assert code == 0
+    path = Path(out.split("checkpoint: ")[1].split()[0])
+    (path / "weights.safetensors").write_bytes(b"corrupted")
+    code, _, err = cli(monkeypatch, capsys, *args)
+    assert_one_line_error(code, err, "corrupted checkpoint file", str(path / "weights.safetensors"))
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("attack: {name: rmle}\nseed: [1, 2]\n")
+    proc = subprocess.run([sys.executable, "-m", "modelinv.cli", "run", config, "--out", tmp_path], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: invalid 'seed': Input should be a valid integer"
+    missing = subprocess.run([sys.executable, "-m", "modelinv.cli", "run", tmp_path / "nope.yaml", "--out", tmp_path], capture_output=True, text=True)
+    assert missing.returncode == 2 and "config file not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("field,value,needle", [("attack", {"name": "rmlee"}, "unknown attack 'rmlee'"), ("metrics", ["psnrr"], "unknown metric 'psnrr'")])
+def test_unknown_names_fail_before_training(monkeypatch, capsys, tmp_path, field, value, needle):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**SMALL_RUN, field: value}))
+    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "o")
+    assert_one_line_error(code, err, needle)
