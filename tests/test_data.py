@@ -106,8 +106,11 @@ def test_missing_file(tmp_path, prefix):
     fails(lambda: load(f"{prefix}:{path}", label_column="y" if prefix == "csv" else None), f"data file not found: {path}")
 
 
-def test_missing_folder(tmp_path):
+def test_missing_folder_or_file_in_place_of_a_folder(tmp_path):
     fails(lambda: load(f"folder:{tmp_path / 'nope'}"), str(tmp_path / "nope"))
+    fails(lambda: load(f"npz:{tmp_path}"), str(tmp_path), "folder")
+    (tmp_path / "f.png").write_bytes(b"")
+    fails(lambda: load(f"folder:{tmp_path / 'f.png'}"), "f.png", "file")
 
 
 def test_label_column_only_for_csv():
@@ -198,7 +201,7 @@ def test_npz_layouts(tmp_path, layout, shape):
     x = rng.integers(0, 256, size=shape, dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.array([5, 2, 5, 2, 2, 5]))
     data = load(f"npz:{tmp_path / 'd.npz'}")
-    nchw = {"NHW": x[:, None], "NCHW": x, "NHWC": x.transpose(0, 3, 1, 2)}[layout]
+    nchw = x[:, None] if layout == "NHW" else x.transpose(0, 3, 1, 2) if layout == "NHWC" else x
     assert data.name == "npz:d.npz" and data.x.shape == (6, nchw.shape[1], 5, 4)
     assert torch.allclose(data.x, torch.from_numpy(nchw.copy()).float() / 255)
     assert data.classes == ("2", "5") and data.y.tolist() == [1, 0, 1, 0, 0, 1]
@@ -233,9 +236,10 @@ def test_npz_errors(tmp_path):
 # --- folder: ------------------------------------------------------------------------------------------------------
 
 
-def save(path, array, mode):
+def save(path, array):
+    """Write a uint8 array as an image file: (H, W) grey, (H, W, 3) RGB; the format follows the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode=mode if mode == "RGB" else None).convert(mode).save(path)
+    Image.fromarray(array).save(path)
 
 
 def grey(value, size=(6, 5)):
@@ -243,9 +247,9 @@ def grey(value, size=(6, 5)):
 
 
 def test_folder_of_grey_images(tmp_path):
-    save(tmp_path / "faces" / "bob" / "1.png", grey(10), "L")
-    save(tmp_path / "faces" / "bob" / "2.pgm", grey(20), "L")
-    save(tmp_path / "faces" / "alice" / "1.PNG", grey(30), "L")
+    save(tmp_path / "faces" / "bob" / "1.png", grey(10))
+    save(tmp_path / "faces" / "bob" / "2.pgm", grey(20))
+    save(tmp_path / "faces" / "alice" / "1.PNG", grey(30))
     (tmp_path / "faces" / "alice" / "notes.txt").write_text("not an image")
     data = load(f"folder:{tmp_path / 'faces'}")
     assert data.name == "folder:faces" and data.classes == ("alice", "bob")
@@ -256,8 +260,8 @@ def test_folder_of_grey_images(tmp_path):
 def test_folder_mixed_grey_and_rgb_is_rgb(tmp_path):
     rgb = np.zeros((6, 5, 3), dtype=np.uint8)
     rgb[..., 0] = 255
-    save(tmp_path / "d" / "red" / "r.bmp", rgb, "RGB")
-    save(tmp_path / "d" / "grey" / "g.png", grey(51), "L")
+    save(tmp_path / "d" / "red" / "r.bmp", rgb)
+    save(tmp_path / "d" / "grey" / "g.png", grey(51))
     data = load(f"folder:{tmp_path / 'd'}")
     assert data.x.shape == (2, 3, 6, 5) and data.classes == ("grey", "red")
     assert torch.allclose(data.x[0, :, 0, 0], torch.full((3,), 0.2))  # grey repeated into three channels
@@ -265,15 +269,22 @@ def test_folder_mixed_grey_and_rgb_is_rgb(tmp_path):
 
 
 def test_folder_sizes(tmp_path):
-    save(tmp_path / "d" / "a" / "small.png", grey(100, (4, 4)), "L")
-    save(tmp_path / "d" / "b" / "big.png", grey(100, (9, 7)), "L")
+    save(tmp_path / "d" / "a" / "small.png", grey(100, (4, 4)))
+    save(tmp_path / "d" / "b" / "big.png", grey(100, (9, 7)))
     fails(lambda: load(f"folder:{tmp_path / 'd'}"), "big.png", "image_size")
     data = load(f"folder:{tmp_path / 'd'}", image_size=8)
     assert data.x.shape == (2, 1, 8, 8) and torch.allclose(data.x, torch.full_like(data.x, 100 / 255), atol=1e-5)
 
 
+def test_folder_of_16_bit_images(tmp_path):
+    save(tmp_path / "d" / "a" / "deep.png", np.full((3, 3), 65535, dtype=np.uint16))
+    save(tmp_path / "d" / "b" / "half.png", np.full((3, 3), 32768, dtype=np.uint16))
+    data = load(f"folder:{tmp_path / 'd'}")
+    assert data.x.shape == (2, 1, 3, 3) and torch.allclose(data.x[:, 0, 0, 0], torch.tensor([1.0, 0.5]), atol=1e-4)
+
+
 def test_folder_errors(tmp_path):
-    save(tmp_path / "d" / "a" / "ok.png", grey(1), "L")
+    save(tmp_path / "d" / "a" / "ok.png", grey(1))
     (tmp_path / "d" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     fails(lambda: load(f"folder:{tmp_path / 'd'}"), "broken.jpg")
     (tmp_path / "e" / "a").mkdir(parents=True)
@@ -410,4 +421,4 @@ def test_split_argument_errors():
     fails(lambda: make_splits("same-distribution", data, seed=0, public_data=data), "public_data")
     fails(lambda: make_splits("same-distribution", data, seed=0, private_classes=[0]), "private_classes")
     fails(lambda: make_splits("random", data, seed=0), "random", *SPLITS.names())
-    fails(lambda: make_splits("same-distribution", data.subset(torch.tensor([0, 1, 2, 20, 40, 60])), seed=0), "'a'")
+    fails(lambda: make_splits("same-distribution", data.subset(torch.tensor([0, 1, 2, 20, 40, 60])), seed=0), "'b'", "1 sample")

@@ -116,8 +116,18 @@ def run(
 
 def fmt(value) -> str:
     if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
     return "-" if value is None else str(value)
+
+
+def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """A table that is never squeezed below its natural width, even when output is not a terminal."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*(fmt(row.get(c)) for c in columns))
+    Console(width=max(console.width, 120)).print(table)
 
 
 @app.command()
@@ -135,12 +145,7 @@ def demo(
         console.print(f"  done: {row['attack']} on {row['model']} at {row['layer']}: PSNR {row['psnr']:.2f} dB, {row['seconds']:.1f} s")
 
     rows = run_demo(out, seed, on_row=show)
-    table = Table(title=f"split-inference inversion on mnist5k (seed {seed})")
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(fmt(row.get(c)) for c in COLUMNS))
-    console.print(table)
+    print_table(f"split-inference inversion on mnist5k (seed {seed})", COLUMNS, rows)
     console.print(f"grids and results.json in {out}/  (total {time.perf_counter() - start:.0f} s)")
 
 

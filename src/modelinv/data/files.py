@@ -36,6 +36,8 @@ def _one_line(err: BaseException) -> str:
 
 def _file(path: str) -> Path:
     found = Path(path).expanduser()
+    if found.is_dir():
+        raise ModelinvError(f"data file expected but {path} is a folder")
     if not found.is_file():
         raise ModelinvError(f"data file not found: {path}")
     return found
@@ -94,8 +96,9 @@ def read_idx(spec: str) -> ImageDataset:
     """
     images_arg, _, labels_arg = spec.partition(",")
     images_path = _file(images_arg)
+    images = _read_idx(images_path, 3)
     labels_path = _file(labels_arg) if labels_arg else _labels_beside(images_path)
-    images, labels = _read_idx(images_path, 3), _read_idx(labels_path, 1)
+    labels = _read_idx(labels_path, 1)
     if len(images) != len(labels):
         raise ModelinvError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     if len(images) == 0:
@@ -185,6 +188,8 @@ def read_folder(spec: str, image_size: int | None = None) -> ImageDataset:
     Grey if every image is grey, else RGB. Images must share one size unless `image_size` is given.
     """
     root = Path(spec).expanduser()
+    if root.is_file():
+        raise ModelinvError(f"data folder expected but {spec} is a file")
     if not root.is_dir():
         raise ModelinvError(f"data folder not found: {spec}")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))

@@ -16,6 +16,7 @@ from modelinv.errors import ModelinvError
 from modelinv.registry import Registry
 
 SPLITS: Registry = Registry("split")
+"""Each split is `fn(data, generator, **arguments named in its "uses" info) -> (private, public)`."""
 
 
 def _check_fraction(name: str, value: float) -> None:

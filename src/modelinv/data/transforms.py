@@ -31,3 +31,16 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
         weights = torch.tensor(LUMINANCE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x * weights).sum(dim=1, keepdim=True)
     raise ModelinvError(f"cannot convert {have}-channel images to {channels} channels (only 1 <-> 3)")
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image translated by its own random offset in [-max_shift, max_shift] pixels, zero-filled."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]

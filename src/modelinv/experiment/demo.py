@@ -16,7 +16,7 @@ from modelinv.experiment.runner import dump_config, run_experiment, write_json
 from modelinv.report.grid import save_grid
 from modelinv.validation import validate
 
-COLUMNS = ("attack", "model", "layer", "attacker_data", "psnr", "ssim", "attack_acc_top1", "queries", "seconds")
+COLUMNS = ("attack", "model", "layer", "psnr", "ssim", "attack_acc_top1", "queries", "seconds")
 
 
 def demo_configs(seed: int = 0) -> list[tuple[str, ExperimentConfig]]:

@@ -82,7 +82,7 @@ def prepare(cfg: ExperimentConfig) -> Setting:
     start = time.perf_counter()
     target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed)
     timings["target"] = time.perf_counter() - start
-    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch))
+    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
     start = time.perf_counter()
     evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
     timings["evaluator"] = time.perf_counter() - start
