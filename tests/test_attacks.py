@@ -85,3 +85,27 @@ def test_bad_attack_parameters_name_the_field():
         ATTACKS.get("rmle")(iteration=3)
     with pytest.raises(ModelinvError, match="invalid 'attack.params.lr'"):
         ATTACKS.get("rmle")(lr=-1)
+
+
+@pytest.fixture(scope="module")
+def small_mlp(mnist_splits):
+    from modelinv.models.store import ModelRequest, train_or_load
+
+    data = mnist_splits.private_train
+    request = ModelRequest(
+        role="target", arch="mlp", input_shape=data.input_shape, num_classes=10,
+        data_digest=data.digest(), seed=0, train={"epochs": 5},
+    )
+    return train_or_load(request, data)[0]
+
+
+def test_mi_face_inversions_from_zeros_are_classified_as_their_class(small_mlp, public):
+    """ART's behavioural test: all classes inverted in one batch, each recognised by the model as its class."""
+    classes = torch.arange(10)
+    threat = ThreatModel(white_box=WhiteBox(small_mlp, "full"))
+    result = ATTACKS.get("mi-face")()(threat, Targets(classes=classes), public)
+    assert result.images.shape == (10, 1, 28, 28) and result.images.min() >= 0 and result.images.max() <= 1
+    assert torch.equal(small_mlp(result.images).argmax(1), classes)
+    assert result.meta["gradients"] >= 10 * 2 * 100, "one batched optimisation over every class"
+    with pytest.raises(AccessDenied, match="white-box access to the full model"):
+        ATTACKS.get("mi-face")()(ThreatModel(observer=Features(small_mlp, "relu1")), Targets(classes=classes), public)

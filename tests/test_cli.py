@@ -10,6 +10,8 @@ import yaml
 
 from modelinv.cli import main
 
+from helpers import write_idx
+
 SMALL_RUN = {
     "seed": 1,
     "target": {"arch": "lenet", "train": {"epochs": 2}},
@@ -85,6 +87,16 @@ def test_missing_data_file(monkeypatch, capsys, tmp_path):
     missing = tmp_path / "train-images-idx3-ubyte.gz"
     code, _, err = cli(monkeypatch, capsys, "train", "--data", f"idx:{missing}", "--model", "lenet")
     assert_one_line_error(code, err, str(missing))
+
+
+def test_full_mnist_from_idx_files(monkeypatch, capsys, tmp_path, mnist_splits):
+    """The path a user with the 60k MNIST IDX files takes, on 1,000 real images written as IDX."""
+    images = (mnist_splits.private_train.x[:1000, 0] * 255).round().numpy().astype("uint8")
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, gz=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", mnist_splits.private_train.y[:1000].numpy(), gz=True)
+    code, out, err = cli(monkeypatch, capsys, "train", "--data", f"idx:{tmp_path / 'train-images-idx3-ubyte.gz'}", "--epochs", "3")
+    assert code == 0, err
+    assert float(out.split("test accuracy ")[1].split(",")[0]) > 0.5
 
 
 def test_corrupted_checkpoint(monkeypatch, capsys):

@@ -1,7 +1,6 @@
 """Data sources, their one-line errors, transforms and threat-model splits."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ from modelinv.data import bundled
 from modelinv.data.transforms import resize, to_channels
 from modelinv.data.types import ImageDataset, TabularDataset
 from modelinv.errors import ModelinvError
+
+from helpers import idx_bytes, write_idx
 
 
 def fails(call, *words):
@@ -122,17 +123,6 @@ def test_bad_image_size():
 
 
 # --- idx: ---------------------------------------------------------------------------------------------------------
-
-
-def idx_bytes(array):
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx(path, array, gz=False):
-    data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
 
 
 @pytest.fixture

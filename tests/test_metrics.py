@@ -119,6 +119,18 @@ def test_knn_dist_uses_nearest_private_sample_of_the_same_class():
         metric("knn_dist", reconstructions=recon, labels=labels, evaluator=Identity(), private=priv.subset(priv.y == 0))
 
 
+def test_knn_ratio_compares_with_real_held_out_images():
+    priv = private(images([0, 0], [1, 0], [0, 1], [3, 3]), [0, 0, 1, 1])
+    holdout = private(images([0, 0.5], [3, 2], [9, 9]), [0, 1, 2])  # class 2 is not inverted and ignored
+    recon = images([0.5, 0], [0.2, 0.9], [2, 2])
+    labels = torch.tensor([0, 1, 0])
+    # holdout: (0,0.5) class 0 -> 0.25 to (0,0); (3,2) class 1 -> 1 to (3,3); mean 0.625
+    value = metric("knn_ratio", reconstructions=recon, labels=labels, evaluator=Identity(), private=priv, holdout=holdout)
+    assert value == pytest.approx(((0.25 + 0.05 + 5) / 3) / 0.625)
+    with pytest.raises(ModelinvError, match="'knn_ratio' needs holdout"):
+        metric("knn_ratio", reconstructions=recon, labels=labels, evaluator=Identity(), private=priv)
+
+
 def test_fid_eval_in_one_dimension():
     recon = images([0.0], [2.0])  # mean 1, unbiased variance 2
     priv = private(images([1.0], [2.0], [3.0], [6.0]), [0, 0, 1, 1])  # mean 3, variance 14 / 3
@@ -241,7 +253,7 @@ def test_compute_names_the_metric_and_what_it_lacks():
 def test_describe_metrics_lists_every_metric():
     described = {d["name"]: d for d in describe_metrics()}
     assert set(described) == set(METRICS.names()) == {
-        "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "fid_eval", "dcor",
+        "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "dcor",
     }
     assert described["psnr"]["needs"] == ["truth"] and described["psnr"]["higher_is_better"] is True
     assert described["knn_dist"]["needs"] == ["evaluator", "private"] and not described["knn_dist"]["higher_is_better"]

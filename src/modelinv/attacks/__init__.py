@@ -1,6 +1,6 @@
 """Attacks, one file each, registered by name: `ATTACKS.get("rmle")(**params)(threat, targets, data)`."""
 
-from modelinv.attacks import inverse_net, rmle, shadow  # noqa: F401  (registration)
+from modelinv.attacks import inverse_net, mi_face, plg_mi, rmle, shadow  # noqa: F401  (registration)
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 
@@ -11,7 +11,7 @@ def describe_attacks() -> list[dict]:
     for name in ATTACKS.names():
         cls = ATTACKS.get(name)
         params = {k: {"default": f.default, "description": f.description} for k, f in cls.Params.model_fields.items()}
-        rows.append({**ATTACKS.info(name), "observes": sorted(cls.observes), "white_box": sorted(cls.white_box), "params": params})
+        rows.append({**ATTACKS.info(name), "goal": cls.goal, "observes": sorted(cls.observes), "white_box": sorted(cls.white_box), "params": params})
     return rows
 
 

@@ -26,9 +26,14 @@ class AttackParams(BaseModel):
 
 @dataclass
 class Targets:
-    """What the attack is asked to invert: observations of private inputs (f1(x), probabilities, ...)."""
+    """What the attack is asked to invert.
 
-    observations: torch.Tensor
+    Reconstruction attacks get `observations` of private inputs (f1(x), probabilities, ...);
+    class-representative attacks get the `classes` to invert, one entry per image wanted.
+    """
+
+    observations: torch.Tensor | None = None
+    classes: torch.Tensor | None = None
 
 
 @dataclass
@@ -40,9 +45,14 @@ class Reconstruction:
 
 
 class Attack:
-    """Base class: subclasses set `name`, `observes`, `white_box`, `Params` and implement `run`."""
+    """Base class: subclasses set `observes`, `white_box`, `goal`, `Params` and implement `run`.
+
+    `goal` is "reconstruct" (rebuild the specific private inputs behind observations) or "class"
+    (produce inputs representative of private classes). The registry sets `name`.
+    """
 
     name: ClassVar[str]
+    goal: ClassVar[str] = "reconstruct"
     observes: ClassVar[frozenset[str]] = frozenset()
     white_box: ClassVar[frozenset[str]] = frozenset()
     Params: ClassVar[type[AttackParams]] = AttackParams

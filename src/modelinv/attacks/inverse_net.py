@@ -86,7 +86,7 @@ class InverseNetParams(AttackParams):
     mlp_width: int = Field(1024, ge=1, description="hidden units of the vector decoder")
 
 
-@ATTACKS.register("inverse-net", threat="features or scores (black-box queries)", goal="reconstruct")
+@ATTACKS.register("inverse-net", threat="features or scores (black-box queries)")
 class InverseNet(Attack):
     """Inverse network (He et al., ACSAC 2019): a decoder trained on (oracle(x), x) pairs from the attacker's data."""
 

@@ -75,7 +75,7 @@ class RMLEParams(AttackParams):
     tv_weight: float | None = Field(None, ge=0, description="lambda, weight of the total-variation prior; default 0 shallow, 1e-2 deep")
 
 
-@ATTACKS.register("rmle", threat="white-box client + features", goal="reconstruct")
+@ATTACKS.register("rmle", threat="white-box client + features")
 class RMLE(Attack):
     """rMLE (He et al., ACSAC 2019): optimise the input until the client model reproduces the observed features."""
 

@@ -62,7 +62,7 @@ class ShadowParams(RMLEParams):
     batch_size: int = Field(64, ge=1)
 
 
-@ATTACKS.register("shadow", threat="white-box server + features, no queries", goal="reconstruct")
+@ATTACKS.register("shadow", threat="white-box server + features, no queries")
 class ShadowModel(Attack):
     """Query-free attack (He et al., ACSAC 2019): rMLE through a shadow client trained against the known server."""
 

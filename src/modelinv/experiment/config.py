@@ -12,7 +12,8 @@ from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
 from modelinv.validation import validate
 
-DEFAULT_METRICS = ["mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"]
+RECONSTRUCTION_METRICS = ["mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"]
+CLASS_METRICS = ["attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval"]
 
 
 class Strict(BaseModel):
@@ -60,8 +61,9 @@ class ExperimentConfig(Strict):
     attacker_data: Literal["public", "private-train", "uniform-noise"] = Field(
         "public", description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise)"
     )
-    num_targets: int = Field(64, ge=1, description="private test inputs attacked")
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks)")
+    per_class: int = Field(5, ge=1, description="inversions per private class (class-representative attacks)")
+    metrics: list[str] | None = Field(None, description="default: by the attack's goal, reconstruction or class")
 
 
 def load_config(path: Path) -> ExperimentConfig:

@@ -17,14 +17,14 @@ from modelinv.attacks import ATTACKS, Attack, Targets
 from modelinv.data import load, make_splits
 from modelinv.data.types import Dataset, ImageDataset, Splits
 from modelinv.errors import ModelinvError
-from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
+from modelinv.experiment.config import CLASS_METRICS, RECONSTRUCTION_METRICS, DataConfig, ExperimentConfig, ModelConfig
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.models import evaluator_arch_for
 from modelinv.models.layered import LayeredNet
 from modelinv.models.store import ModelRequest, train_or_load
 from modelinv.models.trainer import accuracy
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
-from modelinv.report.grid import save_grid
+from modelinv.report.grid import save_class_grid, save_grid
 from modelinv.seeding import seed_everything
 from modelinv.versions import versions
 
@@ -121,38 +121,50 @@ def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
     return splits.public
 
 
-def check_names(cfg: ExperimentConfig) -> Attack:
+def check_names(cfg: ExperimentConfig) -> tuple[Attack, list[str]]:
     """Fail fast, before any training, on an unknown attack, attack parameter or metric."""
-    for name in cfg.metrics:
+    attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+    metrics = cfg.metrics or (CLASS_METRICS if attack.goal == "class" else RECONSTRUCTION_METRICS)
+    for name in metrics:
         METRICS.get(name)
-    return ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+    return attack, list(metrics)
 
 
-def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Run the configured attack; return the result row and the images (originals, reconstructions)."""
-    attack = check_names(cfg)
-    setting = setting or prepare(cfg)
-    seed_everything(cfg.seed)
-    splits = setting.splits
-    threat, layer = build_threat(cfg, setting.target)
+def attack_targets(cfg: ExperimentConfig, attack: Attack, threat: ThreatModel, splits: Splits) -> tuple[Targets, torch.Tensor, torch.Tensor | None]:
+    """What the attack inverts, the label each output should show, and the true inputs when they exist."""
+    if attack.goal == "class":
+        classes = torch.arange(splits.private_train.num_classes).repeat_interleave(cfg.per_class)
+        return Targets(classes=classes), classes, None
     if threat.observer is None:
         raise ModelinvError(f"attack '{cfg.attack.name}' reconstructs observed inputs: set access.observe")
     pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
     victims = splits.private_test.subset(pick)
-    targets = Targets(observations=threat.observer.intercept(victims.x))
+    return Targets(observations=threat.observer.intercept(victims.x)), victims.y, victims.x
+
+
+def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Run the configured attack; return the result row and the images (originals if known, reconstructions)."""
+    attack, metric_names = check_names(cfg)
+    setting = setting or prepare(cfg)
+    seed_everything(cfg.seed)
+    splits = setting.splits
+    threat, layer = build_threat(cfg, setting.target)
+    targets, labels, truth = attack_targets(cfg, attack, threat, splits)
     reconstruction = attack(threat, targets, attacker_dataset(cfg, splits), seed=cfg.seed)
     start = time.perf_counter()
     inputs = MetricInputs(
         reconstructions=reconstruction.images,
-        labels=victims.y,
-        truth=victims.x,
+        labels=labels,
+        truth=truth,
         evaluator=setting.evaluator,
         private=splits.private_train,
+        holdout=splits.private_test,
     )
-    scores = compute(cfg.metrics, inputs)
+    scores = compute(metric_names, inputs)
     meta = dict(reconstruction.meta)
     row: dict[str, Any] = {
         "attack": cfg.attack.name,
+        "goal": attack.goal,
         "model": cfg.target.arch,
         "layer": layer,
         "access": threat.describe(),
@@ -160,7 +172,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "split": cfg.data.split,
         "attacker_data": cfg.attacker_data,
         "seed": cfg.seed,
-        "num_targets": len(victims),
+        "num_targets": len(labels),
         "target_test_acc": accuracy(setting.target, splits.private_test),
         "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test),
         **scores,
@@ -173,7 +185,10 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "checkpoints": {"target": setting.target_meta["path"], "evaluator": setting.evaluator_meta["path"]},
         "versions": versions(),
     }
-    return row, {"originals": victims.x, "reconstructions": reconstruction.images}
+    images = {"reconstructions": reconstruction.images, "labels": labels}
+    if truth is not None:
+        images["originals"] = truth
+    return row, images
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -193,6 +208,9 @@ def write_run(out: Path, cfg: ExperimentConfig, row: dict[str, Any], images: dic
     """Write config.yaml, results.json, the PNG grid and the reconstructions of one run into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     dump_config(out / "config.yaml", cfg)
-    save_grid(out / "reconstructions.png", images["originals"], images["reconstructions"])
+    if "originals" in images:
+        save_grid(out / "reconstructions.png", images["originals"], images["reconstructions"])
+    else:
+        save_class_grid(out / "reconstructions.png", images["reconstructions"], images["labels"])
     save_file({k: v.contiguous() for k, v in images.items()}, str(out / "reconstructions.safetensors"))
     write_json(out / "results.json", row)

@@ -18,6 +18,7 @@ NEEDS = {
     "truth": "the true private input behind each reconstruction",
     "evaluator": "an evaluation classifier",
     "private": "reference private samples",
+    "holdout": "real held-out private samples (for ratios against real images)",
 }
 """What a metric may need beyond the reconstructions and their labels, in words for error messages."""
 
@@ -31,6 +32,7 @@ class MetricInputs:
     truth: torch.Tensor | None = None  # (N, C, H, W) true private inputs, when specific inputs are reconstructed
     evaluator: nn.Module | None = None  # evaluator(x) -> logits (N, K); evaluator.embed(x) -> (N, D)
     private: Dataset | None = None  # reference private samples (x, y) for knn_dist / fid_eval
+    holdout: Dataset | None = None  # real private samples not in `private`, the yardstick of knn_ratio
 
     def __post_init__(self) -> None:
         n = self.reconstructions.shape[0]

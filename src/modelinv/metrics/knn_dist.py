@@ -21,18 +21,23 @@ class KNNDist(Metric):
     higher_is_better = False
 
     def evaluate(self, inputs: MetricInputs) -> float:
-        labels, private_y = inputs.labels.cpu(), inputs.private.y.cpu()
-        absent = sorted(set(labels.tolist()) - set(private_y.tolist()))
-        if absent:
-            raise ModelinvError(f"metric '{self.name}': the private samples have no sample of class {absent[0]}")
-        rec = run_evaluator(inputs.evaluator, inputs.reconstructions, embed=True).double()
-        ref = run_evaluator(inputs.evaluator, inputs.private.x, embed=True).double()
-        nearest = torch.empty(len(labels), dtype=torch.float64)
-        for c in labels.unique():
-            mine = labels == c
-            dist = torch.cdist(rec[mine], ref[private_y == c], compute_mode="donot_use_mm_for_euclid_dist")
-            nearest[mine] = dist.min(dim=1).values.pow(2)
-        return nearest.mean().item()
+        return nearest_same_class(inputs.evaluator, inputs.reconstructions, inputs.labels, inputs.private, self.name).mean().item()
+
+
+def nearest_same_class(evaluator, x: torch.Tensor, labels: torch.Tensor, private, metric: str) -> torch.Tensor:
+    """Per image, the squared evaluator-feature distance to the nearest private sample of its label."""
+    labels, private_y = labels.cpu(), private.y.cpu()
+    absent = sorted(set(labels.tolist()) - set(private_y.tolist()))
+    if absent:
+        raise ModelinvError(f"metric '{metric}': the private samples have no sample of class {absent[0]}")
+    rec = run_evaluator(evaluator, x, embed=True).double()
+    ref = run_evaluator(evaluator, private.x, embed=True).double()
+    nearest = torch.empty(len(labels), dtype=torch.float64)
+    for c in labels.unique():
+        mine = labels == c
+        dist = torch.cdist(rec[mine], ref[private_y == c], compute_mode="donot_use_mm_for_euclid_dist")
+        nearest[mine] = dist.min(dim=1).values.pow(2)
+    return nearest
 
 
 register(KNNDist())

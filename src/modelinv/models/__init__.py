@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
+
 from modelinv.errors import ModelinvError
-from modelinv.models import cnn_split, eval_cnn, lenet, mlp, resnet  # noqa: F401  (registration)
+from modelinv.models import cnn_split, eval_cnn, gan, lenet, mlp, resnet  # noqa: F401  (registration)
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
 from modelinv.models.registry import MODELS
 
@@ -18,7 +20,7 @@ def evaluator_arch_for(target_arch: str) -> str:
     return "resnet" if target_arch == EVALUATOR_ARCH else EVALUATOR_ARCH
 
 
-def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **args: Any) -> LayeredNet:
+def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **args: Any) -> torch.nn.Module:
     """Instantiate architecture `arch` for inputs of `input_shape` and `num_classes` outputs."""
     factory = MODELS.get(arch)
     accepted = set(inspect.signature(factory).parameters) - {"input_shape", "num_classes"}
@@ -27,7 +29,7 @@ def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **arg
         raise ModelinvError(
             f"model '{arch}' has no argument '{unknown[0]}' (arguments: {', '.join(sorted(accepted)) or 'none'})"
         )
-    if MODELS.info(arch)["family"] == "image" and len(input_shape) != 3:
+    if MODELS.info(arch)["family"] != "image-or-tabular" and len(input_shape) != 3:
         raise ModelinvError(f"model '{arch}' needs images (C, H, W); the data has shape {tuple(input_shape)}")
     try:
         net = factory(tuple(input_shape), int(num_classes), **args)
@@ -42,8 +44,10 @@ def describe_models() -> list[dict[str, Any]]:
     rows = []
     for name in MODELS.names():
         info = MODELS.info(name)
-        shape = (784,) if info["family"] == "tabular" else (1, 28, 28)
-        net = build_model(name, shape, 10)
+        net = build_model(name, (1, 28, 28), 10)
+        if not isinstance(net, LayeredNet):  # GAN parts have no cut layers
+            rows.append({**info, "parameters": sum(p.numel() for p in net.parameters())})
+            continue
         rows.append(
             {
                 **info,

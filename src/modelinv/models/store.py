@@ -14,9 +14,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
@@ -53,7 +54,16 @@ class ModelRequest:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def save_checkpoint(directory: Path, model: LayeredNet, meta: dict[str, Any]) -> Path:
+def module_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's weights: keys artifacts (e.g. a target-guided GAN) that depend on a trained model."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(directory: Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and config atomically (a temporary directory renamed into place)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +94,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def load_checkpoint(directory: Path, expect_key: str | None = None) -> tuple[LayeredNet, dict[str, Any]]:
+def load_checkpoint(directory: Path, expect_key: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the architecture named in `model.json` and load its safetensors weights."""
     directory = Path(directory)
     config = read_config(directory)
@@ -107,34 +117,63 @@ def load_checkpoint(directory: Path, expect_key: str | None = None) -> tuple[Lay
     return model, config
 
 
+INDEX = "artifact.json"
+
+
+def cached(
+    request: ModelRequest,
+    produce: Callable[[], tuple[dict[str, nn.Module], dict[str, Any]]],
+    cache_dir: Path | None = None,
+) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """The named modules `request` describes: loaded from the cache, or produced (built and trained) and stored.
+
+    An artifact is a directory named after the request's hash holding one checkpoint per module and an
+    index; it is written to a temporary directory and renamed, so an interrupted run stores nothing.
+    The metadata has `cached`, `path`, `request`, `metrics` and `seconds`.
+    """
+    directory = Path(cache_dir or default_cache_dir()) / "models" / f"{request.arch}-{request.key()}"
+    index = directory / INDEX
+    if index.exists():
+        try:
+            meta = json.loads(index.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelinvError(f"corrupted checkpoint file {index}: not valid JSON ({err})") from None
+        modules = {name: load_checkpoint(directory / name, expect_key=request.key())[0] for name in meta["modules"]}
+        return modules, {**meta, "cached": True, "path": str(directory)}
+    seed_everything(request.seed)
+    start = time.perf_counter()
+    modules, metrics = produce()
+    meta = {"request": asdict(request), "request_key": request.key(), "metrics": metrics, "seconds": time.perf_counter() - start}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
+    for name, module in modules.items():
+        save_checkpoint(tmp / name, module, meta)
+    (tmp / INDEX).write_text(json.dumps({**meta, "modules": sorted(modules)}, indent=2, default=list))
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+    return modules, {**meta, "cached": False, "path": str(directory)}
+
+
 def train_or_load(
     request: ModelRequest,
     data: Dataset,
     test: Dataset | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[LayeredNet, dict[str, Any]]:
-    """Return the model `request` describes: from the cache if present, else trained on `data` and cached.
+    """The classifier `request` describes: from the cache if present, else trained on `data` and cached.
 
-    The returned metadata has `cached` (bool), `path`, and `metrics` (val_acc, test_acc when `test` is given).
+    The metadata's `path` is the checkpoint directory; `metrics` has val_acc (and test_acc when `test` is given).
     """
     if data.digest() != request.data_digest:
         raise ValueError("request.data_digest does not match the training data")
-    directory = Path(cache_dir or default_cache_dir()) / "models" / f"{request.arch}-{request.key()}"
-    if (directory / CONFIG).exists():
-        model, meta = load_checkpoint(directory, expect_key=request.key())
-        return model, {**meta, "cached": True, "path": str(directory)}
-    seed_everything(request.seed)
-    model = build_model(request.arch, request.input_shape, request.num_classes, **request.args)
-    config = TrainConfig(**request.train)
-    start = time.perf_counter()
-    metrics = train_classifier(model, data, config, request.seed, desc=f"training {request.role} {request.arch}")
-    if test is not None:
-        metrics["test_acc"] = accuracy(model, test)
-    meta = {
-        "request": asdict(request),
-        "request_key": request.key(),
-        "metrics": metrics,
-        "seconds": time.perf_counter() - start,
-    }
-    save_checkpoint(directory, model, meta)
-    return model, {**meta, "cached": False, "path": str(directory)}
+
+    def produce():
+        model = build_model(request.arch, request.input_shape, request.num_classes, **request.args)
+        metrics = train_classifier(model, data, TrainConfig(**request.train), request.seed, desc=f"training {request.role} {request.arch}")
+        if test is not None:
+            metrics["test_acc"] = accuracy(model, test)
+        return {"model": model}, metrics
+
+    modules, meta = cached(request, produce, cache_dir)
+    return modules["model"], {**meta, "path": str(Path(meta["path"]) / "model")}

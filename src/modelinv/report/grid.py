@@ -25,7 +25,12 @@ def image_grid(rows: list[torch.Tensor], columns: int = 16, scale: int = 2, pad:
 
 
 def save_grid(path: Path, originals: torch.Tensor | None, reconstructions: torch.Tensor, columns: int = 16) -> Path:
-    """Write originals (when known) above reconstructions to `path` as PNG."""
-    rows = ([originals] if originals is not None else []) + [reconstructions]
-    image_grid(rows, columns).save(path)
+    """Write originals above reconstructions to `path` as PNG."""
+    image_grid([originals, reconstructions], columns).save(path)
+    return Path(path)
+
+
+def save_class_grid(path: Path, images: torch.Tensor, labels: torch.Tensor, columns: int = 16) -> Path:
+    """Write class-representative inversions to `path` as PNG, one row per class."""
+    image_grid([images[labels == c] for c in labels.unique()], columns).save(path)
     return Path(path)

@@ -1,0 +1,1 @@
+"""GAN training for the generative model-inversion attacks."""

@@ -1,0 +1,162 @@
+"""Stage 1 of PLG-MI (Yuan et al., "Pseudo Label-Guided Model Inversion Attack via Conditional Generative
+Adversarial Network", AAAI 2023): pseudo-label the public data with the target, then train a conditional
+GAN on it, guided by the target.
+
+- Top-n selection: for each private class c, keep the k public images with the highest target
+  confidence softmax(T(x))_c, labelled c (an image may be kept for several classes, as in the paper).
+- Pseudo label-guided cGAN: a class-conditional generator G(z, c) and a projection discriminator D(x, c)
+  trained with the hinge loss
+
+      L_D = E[relu(1 - D(x, c))] + E[relu(1 + D(G(z, c), c))]
+      L_G = -E[D(G(z, c), c)] + alpha * E[L_inv(T(A(G(z, c))), c)]
+
+  where L_inv(l, c) = max_{j != c} l_j - l_c is the max-margin loss on the target's logits l and A a
+  random augmentation; Adam (lr 2e-4, betas (0.0, 0.9)) with `n_dis` discriminator updates per
+  generator update, as in the paper's SNGAN-style training.
+
+Departures, forced by 28x28 digits on CPU: the DCGAN pair of `modelinv.models.gan` instead of the
+paper's SN-ResNet pair; a few thousand generator updates instead of 30,000; and the augmentation A
+is the paper's random resized crop (square, area fraction `crop_area`..1) and rotation (up to
+`rotation` degrees) without its horizontal flip and colour jitter (a flip changes a digit's identity).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from modelinv.data.types import Dataset
+from modelinv.errors import ModelinvError
+from modelinv.models import build_model
+from modelinv.models.store import ModelRequest, cached, module_digest
+from modelinv.oracle import WhiteBox
+from modelinv.progress import progress_bar
+
+BETAS = (0.0, 0.9)
+"""Adam betas of both GAN networks (the paper's SNGAN setting)."""
+
+
+class PLGGANConfig(BaseModel):
+    """How the PLG-MI GAN is trained; part of its cache key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(250, ge=1, description="top-n selection: public images kept per private class (250 of ~2,500 public MNIST digits for 5 classes)")
+    gan_steps: int = Field(1500, ge=1, description="generator updates")
+    n_dis: int = Field(5, ge=1, description="discriminator updates per generator update")
+    batch_size: int = Field(64, ge=2, description="GAN mini-batch size")
+    gan_lr: float = Field(2e-4, gt=0, description="Adam step size of generator and discriminator (betas 0.0, 0.9)")
+    alpha: float = Field(0.2, ge=0, description="weight of the inversion (max-margin) loss in the generator loss")
+    latent_dim: int = Field(128, ge=1, description="generator latent size")
+    width: int = Field(32, ge=1, description="channel width of generator and discriminator")
+    crop_area: float = Field(0.8, gt=0, le=1, description="augmentation: random square crops of at least this fraction of the image area")
+    rotation: float = Field(5.0, ge=0, le=180, description="augmentation: random rotation of at most this many degrees")
+
+
+def max_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L_inv per sample: the largest logit of another class minus the logit of class y."""
+    mine = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return others - mine
+
+
+def random_augment(x: torch.Tensor, crop_area: float, rotation: float, gen: torch.Generator) -> torch.Tensor:
+    """A(x): a random square crop covering crop_area..1 of the image, resized back and rotated by up to
+    `rotation` degrees, as one differentiable affine resampling (zeros outside the image)."""
+    n = x.shape[0]
+    side = (crop_area + (1 - crop_area) * torch.rand(n, generator=gen)).sqrt()
+    shift = (1 - side)[:, None] * (2 * torch.rand(n, 2, generator=gen) - 1)
+    angle = torch.deg2rad(rotation * (2 * torch.rand(n, generator=gen) - 1))
+    cos, sin = side * angle.cos(), side * angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False)
+
+
+@torch.no_grad()
+def top_k_pseudo_labels(target: Callable[[torch.Tensor], torch.Tensor], public: Dataset, num_classes: int, k: int, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Top-n selection: images and pseudo-labels (k per class), and their mean target confidence."""
+    if k > len(public):
+        raise ModelinvError(f"attack.params.top_k={k} exceeds the {len(public)} images of the attacker's data")
+    probs = torch.cat([target(public.x[i : i + batch_size]).softmax(1) for i in range(0, len(public), batch_size)])
+    confidence, index = probs.topk(k, dim=0)  # (k, num_classes)
+    return public.x[index.T.flatten()], torch.arange(num_classes).repeat_interleave(k), float(confidence.mean())
+
+
+def train_plg_gan(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, num_classes: int, config: PLGGANConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
+    """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring); return both and training metrics."""
+    c = config
+    gen = torch.Generator().manual_seed(seed)
+    shape = tuple(x.shape[1:])
+    generator = build_model("dcgan-generator", shape, num_classes, latent_dim=c.latent_dim, width=c.width)
+    discriminator = build_model("dcgan-discriminator", shape, num_classes, outputs=1, width=c.width)
+    opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=BETAS)
+    opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=BETAS)
+
+    def fake() -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(num_classes, (c.batch_size,), generator=gen)
+        return generator(torch.randn(c.batch_size, c.latent_dim, generator=gen), labels), labels
+
+    tail = max(1, c.gan_steps // 10)
+    sums = torch.zeros(4)  # L_D, -E[D(G(z, c), c)], L_inv, target accuracy on the fakes, over the last `tail` steps
+    generator.train()
+    with progress_bar("training plg-mi GAN", c.gan_steps) as advance:
+        for step in range(c.gan_steps):
+            images, labels = fake()
+            logits = target(random_augment(images, c.crop_area, c.rotation, gen))
+            adversarial, inversion = -discriminator(images, labels).mean(), max_margin_loss(logits, labels).mean()
+            opt_g.zero_grad()
+            (adversarial + c.alpha * inversion).backward()
+            opt_g.step()
+            for _ in range(c.n_dis):
+                with torch.no_grad():
+                    images, fake_labels = fake()
+                pick = torch.randint(len(x), (c.batch_size,), generator=gen)
+                loss_d = F.relu(1 - discriminator(x[pick], y[pick])).mean() + F.relu(1 + discriminator(images, fake_labels)).mean()
+                opt_d.zero_grad()
+                loss_d.backward()
+                opt_d.step()
+            hit = (logits.argmax(1) == labels).float().mean()
+            if step >= c.gan_steps - tail:
+                sums += torch.stack([loss_d.detach(), adversarial.detach(), inversion.detach(), hit])
+            advance(loss_d=loss_d.item(), inv=inversion.item(), target_acc=hit.item())
+    generator.eval()
+    discriminator.eval()
+    means = (sums / tail).tolist()
+    metrics = dict(zip(("loss_d", "loss_g_adversarial", "loss_inv", "target_acc_fake"), means))
+    return {"generator": generator, "discriminator": discriminator}, metrics
+
+
+def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) -> tuple[nn.Module, dict]:
+    """The PLG-MI generator for `target` (its whole model) and the attacker's `public` data: from the cache, or pseudo-labelled and trained.
+
+    The cache key holds the public data's digest, the target's weights' digest, the config and the seed.
+    The metadata has `cached`, `path`, `seconds` and the training `metrics`.
+    """
+    model = target.model
+    shape, num_classes = tuple(model.spec["input_shape"]), int(model.spec["num_classes"])
+    if public.input_shape != shape:
+        raise ModelinvError(f"the attacker's data has shape {public.input_shape}; the target takes {shape}")
+    request = ModelRequest(
+        role="plg-mi-gan",
+        arch="dcgan-generator",
+        input_shape=shape,
+        num_classes=num_classes,
+        data_digest=public.digest(),
+        seed=seed,
+        args={"latent_dim": config.latent_dim, "width": config.width},
+        train={**config.model_dump(), "target": module_digest(model)},
+    )
+
+    def produce():
+        before = target.queries
+        x, y, confidence = top_k_pseudo_labels(target, public, num_classes, config.top_k)
+        modules, metrics = train_plg_gan(target, x, y, num_classes, config, seed)
+        return modules, {"pseudo_label_confidence": confidence, **metrics, "target_evaluations": target.queries - before}
+
+    modules, meta = cached(request, produce)
+    return modules["generator"], meta
