@@ -23,6 +23,7 @@ class Catalogue(str, Enum):
     datasets = "datasets"
     models = "models"
     attacks = "attacks"
+    defenses = "defenses"
     metrics = "metrics"
 
 
@@ -39,6 +40,10 @@ def catalogue(what: Catalogue) -> list[dict]:
         from modelinv.attacks import describe_attacks
 
         return describe_attacks()
+    if what is Catalogue.defenses:
+        from modelinv.defenses import describe_defenses
+
+        return describe_defenses()
     from modelinv.metrics import describe_metrics
 
     return describe_metrics()
@@ -49,7 +54,7 @@ def list_components(
     what: Optional[Catalogue] = typer.Argument(None, help="which catalogue; all when omitted"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """List datasets, models (with cut layers), attacks and metrics."""
+    """List datasets, models (with cut layers), attacks, defenses and metrics."""
     chosen = [what] if what else list(Catalogue)
     listing = {c.value: catalogue(c) for c in chosen}
     if as_json:
@@ -112,6 +117,26 @@ def run(
     metrics = {k: v for k, v in row.items() if isinstance(v, float) and k != "seconds"}
     console.print(f"{row['attack']} against {row['model']} ({row['access']}): " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     console.print(f"results in {out}/results.json")
+
+
+@app.command()
+def tradeoff(
+    config: Path = typer.Argument(..., help="trade-off config (YAML): an experiment without attack, plus `attacks` and a `sweep`"),
+    out: Path = typer.Option(..., "--out", help="directory for tradeoff.md, tradeoff.json and tradeoff.png"),
+) -> None:
+    """Sweep one defense's strength, attack each defended target, plot target accuracy against attack success."""
+    from modelinv.experiment.config import TradeoffConfig, load_config
+    from modelinv.experiment.tradeoff import run_tradeoff
+
+    cfg = load_config(config, TradeoffConfig)
+    start = time.perf_counter()
+
+    def show(row: dict) -> None:
+        strength = "none" if row["strength"] is None else row["strength"]
+        console.print(f"  {cfg.sweep.param}={strength}: {row['attack']}, target accuracy {row['target_test_acc']:.4f}")
+
+    run_tradeoff(cfg, out, on_row=show)
+    console.print(f"tradeoff.md, tradeoff.json and tradeoff.png in {out}/  (total {time.perf_counter() - start:.0f} s)")
 
 
 def fmt(value) -> str:

@@ -5,6 +5,9 @@
 - `Features(model, layer)`: the split-layer activation f1(x) (split learning, collaborative inference).
 - `Scores(model, kind)`: the model's output as logits, probabilities, or the top-1 label only.
 
+An output defense (modelinv.defenses) given to `Features` or `Scores` perturbs every observation they
+return, so the attacker's queries and the victim traffic it intercepts both carry the defended tensor.
+
 A `ThreatModel` bundles the observation channel with optional white-box knowledge; attacks declare
 what they need and refuse a weaker threat model (as ART's estimator requirements do).
 """
@@ -12,13 +15,16 @@ what they need and refuse a weaker threat model (as ART's estimator requirements
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
-from modelinv.errors import AccessDenied, QueryBudgetExceeded
+from modelinv.errors import AccessDenied, ModelinvError, QueryBudgetExceeded
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
+
+if TYPE_CHECKING:
+    from modelinv.defenses.base import OutputDefense
 
 OBSERVATIONS = ("features", "logits", "probs", "label")
 WHITE_BOX_PARTS = ("full", "client", "server")
@@ -71,14 +77,23 @@ class WhiteBox(Oracle):
 
 
 class _Observer(Oracle):
-    """An oracle the attacker reads victim outputs from (`intercept`) and may query (`__call__`)."""
+    """An oracle the attacker reads victim outputs from (`intercept`) and may query (`__call__`),
+    perturbed by an optional output `defense`."""
 
-    def __init__(self, model: LayeredNet, budget: int | None):
+    def __init__(self, model: LayeredNet, budget: int | None, observation: str, defense: OutputDefense | None):
         super().__init__(budget)
-        self.model = model
+        self.model, self.defense = model, defense
+        if defense is not None:
+            defense.check_observation(observation)
+
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
+        """The undefended observation of `x`."""
+        raise NotImplementedError
 
     def observe(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The observation of `x` as released: perturbed by the defense, if any."""
+        o = self.clean(x)
+        return o if self.defense is None else self.defense.perturb(o)
 
     @torch.no_grad()
     def _batched(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -100,11 +115,13 @@ class Features(_Observer):
 
     provides = frozenset({"features"})
 
-    def __init__(self, model: LayeredNet, layer: str, budget: int | None = None):
-        super().__init__(model, budget)
+    def __init__(self, model: LayeredNet, layer: str, budget: int | None = None, defense: OutputDefense | None = None):
+        super().__init__(model, budget, "features", defense)
         self.layer = model.check_layer(layer)
+        if defense is not None and defense.layer not in (None, layer):
+            raise ModelinvError(f"defense '{defense.name}' acts on layer '{defense.layer}', but the attacker observes '{layer}' (access.layer)")
 
-    def observe(self, x: torch.Tensor) -> torch.Tensor:
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.features(x, self.layer)
 
 
@@ -118,15 +135,15 @@ _SCORE_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class Scores(_Observer):
     """The model's output as `kind` = logits | probs | label (top-1 class index)."""
 
-    def __init__(self, model: LayeredNet, kind: str = "probs", budget: int | None = None):
-        super().__init__(model, budget)
+    def __init__(self, model: LayeredNet, kind: str = "probs", budget: int | None = None, defense: OutputDefense | None = None):
         if kind not in _SCORE_VIEWS:
             raise AccessDenied(f"scores kind must be one of {', '.join(_SCORE_VIEWS)}, not '{kind}'")
+        super().__init__(model, budget, kind, defense)
         self.kind = kind
         derivable = {"logits": {"logits", "probs", "label"}, "probs": {"probs", "label"}, "label": {"label"}}
         self.provides = frozenset(derivable[kind])
 
-    def observe(self, x: torch.Tensor) -> torch.Tensor:
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
         return _SCORE_VIEWS[self.kind](self.model(x))
 
 
@@ -141,6 +158,8 @@ class ThreatModel:
         parts = []
         if self.observer is not None:
             parts.append(f"features({self.observer.layer})" if isinstance(self.observer, Features) else self.observer.kind)
+            if self.observer.defense is not None:
+                parts[-1] += f" under {self.observer.defense.name}"
         if self.white_box is not None:
             parts.append(f"white-box {self.white_box.part}")
         return " + ".join(parts) or "nothing"

@@ -1,5 +1,5 @@
-"""Statistics shared across the library: distance correlation (a metric and a training loss) and the
-Frechet distance between Gaussians (FID-style metrics)."""
+"""Statistics shared across the library: distance correlation (a metric and a training loss), normalised
+HSIC (a training loss) and the Frechet distance between Gaussians (FID-style metrics)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,34 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     dcor2 = (a * b).mean() / dvar.clamp_min(_TINY).sqrt()
     dcor2 = torch.where(dvar > 0, dcor2, torch.zeros_like(dcor2)).clamp(0.0, 1.0)
     return torch.where(dcor2 > 0, dcor2.clamp_min(_TINY).sqrt(), dcor2)
+
+
+def gaussian_kernel(z: torch.Tensor, sigma: float) -> torch.Tensor:
+    """K_jk = exp(-||z_j - z_k||^2 / (2 sigma^2 d)) over the n samples of `z` flattened to d features."""
+    z = z.reshape(z.shape[0], -1)
+    return torch.exp(-torch.cdist(z, z).pow(2) / (2 * sigma**2 * z.shape[1]))
+
+
+def linear_kernel(z: torch.Tensor) -> torch.Tensor:
+    """K = Z Z^T over the samples of `z` flattened."""
+    z = z.reshape(z.shape[0], -1)
+    return z @ z.T
+
+
+def normalized_hsic(kx: torch.Tensor, ky: torch.Tensor, ridge: float = 1e-5) -> torch.Tensor:
+    """Normalised HSIC of two kernel matrices over n paired samples (Fukumizu et al., NIPS 2008), as
+    BiDO (Peng et al., KDD 2022) computes it: with K~ = K H (H = I - 11^T / n) and
+    R = K~ (K~ + ridge n I)^-1, nHSIC = tr(R_x R_y). Larger the more dependent; differentiable.
+    """
+    n = kx.shape[0]
+    eye = torch.eye(n, dtype=kx.dtype)
+    centre = eye - 1.0 / n
+
+    def resolvent(k: torch.Tensor) -> torch.Tensor:
+        k = k @ centre
+        return k @ torch.linalg.inv(k + ridge * n * eye)
+
+    return (resolvent(kx) * resolvent(ky).T).sum()
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:

@@ -19,9 +19,10 @@ from pydantic import Field
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.errors import ModelinvError
+from modelinv.gans import derive_seed, requested_classes
 from modelinv.gans.plg import PLGGANConfig, max_margin_loss, plg_gan, random_augment
 from modelinv.oracle import ThreatModel
+from modelinv.progress import progress_bar
 
 
 class PLGMIParams(PLGGANConfig, AttackParams):
@@ -40,23 +41,19 @@ class PLGMI(Attack):
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
         p = self.params
         model = threat.white_box
-        y = targets.classes
-        num_classes = model.model.spec["num_classes"]
-        if y is None or not ((y >= 0) & (y < num_classes)).all():
-            raise ModelinvError(f"attack '{self.name}' needs targets.classes, class indices of the target (0..{num_classes - 1})")
+        y = requested_classes(self.name, targets.classes, model.model.spec["num_classes"])
         config = PLGGANConfig(**p.model_dump(include=set(PLGGANConfig.model_fields)))
-        seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
-        generator, gan = plg_gan(model, attacker_data, config, seed)
-        generator.requires_grad_(False)
+        generator, gan = plg_gan(model, attacker_data, config, derive_seed(gen))
         z = torch.randn(len(y), p.latent_dim, generator=gen).requires_grad_()
         optimiser = torch.optim.Adam([z], lr=p.lr)
-        for _ in range(p.iterations):
-            images = generator(z, y)
-            loss = sum(max_margin_loss(model(random_augment(images, p.crop_area, p.rotation, gen)), y) for _ in range(2))
-            optimiser.zero_grad()
-            loss.sum().backward()
-            optimiser.step()
+        with progress_bar("plg-mi latent search", p.iterations) as advance:
+            for _ in range(p.iterations):
+                images = generator(z, y)
+                loss = sum(max_margin_loss(model(random_augment(images, p.crop_area, p.rotation, gen)), y) for _ in range(2))
+                optimiser.zero_grad()
+                loss.sum().backward()
+                optimiser.step()
+                advance(loss=loss.mean().item())
         with torch.no_grad():
             images = generator(z, y)
-        meta = {"gan": {"cached": gan["cached"], "path": gan["path"], "seconds": gan["seconds"], **gan["metrics"]}, "final_loss": loss.detach().tolist()}
-        return Reconstruction(images, meta)
+        return Reconstruction(images, {"gan": gan, "final_loss": loss.detach().tolist()})

@@ -1,4 +1,7 @@
-"""An experiment as plain, validated data: dataset and split, target, access, attack, metrics, seed."""
+"""An experiment as plain, validated data: dataset and split, target, access, defense, attack, metrics, seed.
+
+A `Scenario` is everything but the attack and the defense; an `ExperimentConfig` adds one of each, a
+`TradeoffConfig` adds several attacks and a sweep of one defense's strength."""
 
 from __future__ import annotations
 
@@ -51,13 +54,26 @@ class AttackConfig(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExperimentConfig(Strict):
+class DefenseConfig(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SweepConfig(Strict):
+    """One defense at a list of strengths: `param` takes each of `values`, the other `params` stay fixed."""
+
+    defense: str
+    param: str
+    values: list[int | float] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scenario(Strict):
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     target: ModelConfig = Field(default_factory=ModelConfig)
     evaluator: ModelConfig | None = Field(None, description="the judge; default: an architecture distinct from the target")
     access: AccessConfig = Field(default_factory=AccessConfig)
-    attack: AttackConfig
     attacker_data: Literal["public", "private-train", "uniform-noise"] = Field(
         "public", description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise)"
     )
@@ -66,8 +82,28 @@ class ExperimentConfig(Strict):
     metrics: list[str] | None = Field(None, description="default: by the attack's goal, reconstruction or class")
 
 
-def load_config(path: Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config; errors name the file or the field."""
+class ExperimentConfig(Scenario):
+    attack: AttackConfig
+    defense: DefenseConfig | None = Field(None, description="an output or training defense of the target; default: none")
+
+
+class TradeoffConfig(Scenario):
+    attacks: list[AttackConfig] = Field(min_length=1)
+    sweep: SweepConfig
+
+    def experiments(self) -> list[tuple[int | float | None, list[ExperimentConfig]]]:
+        """Per strength (None: the undefended reference first), one experiment per attack."""
+        scenario = self.model_dump(exclude={"attacks", "sweep"})
+        s = self.sweep
+        defenses = [None] + [{"name": s.defense, "params": {**s.params, s.param: v}} for v in s.values]
+        return [
+            (None if d is None else d["params"][s.param], [ExperimentConfig(**scenario, attack=a, defense=d) for a in self.attacks])
+            for d in defenses
+        ]
+
+
+def load_config(path: Path, schema: type[Scenario] = ExperimentConfig) -> Scenario:
+    """Read and validate a YAML config (an experiment by default); errors name the file or the field."""
     path = Path(path)
     if not path.is_file():
         raise ModelinvError(f"config file not found: {path}")
@@ -77,4 +113,4 @@ def load_config(path: Path) -> ExperimentConfig:
         raise ModelinvError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise ModelinvError(f"config file {path} must hold a mapping of fields")
-    return validate(ExperimentConfig, raw)
+    return validate(schema, raw)

@@ -16,10 +16,11 @@ from safetensors.torch import save_file
 from modelinv.attacks import ATTACKS, Attack, Targets
 from modelinv.data import load, make_splits
 from modelinv.data.types import Dataset, ImageDataset, Splits
+from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import CLASS_METRICS, RECONSTRUCTION_METRICS, DataConfig, ExperimentConfig, ModelConfig
 from modelinv.metrics import METRICS, MetricInputs, compute
-from modelinv.models import evaluator_arch_for
+from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
 from modelinv.models.store import ModelRequest, train_or_load
 from modelinv.models.trainer import accuracy
@@ -39,6 +40,7 @@ class Setting:
     evaluator: LayeredNet
     evaluator_meta: dict[str, Any]
     timings: dict[str, float]
+    defense: Defense | None = None
 
 
 def load_splits(d: DataConfig, seed: int) -> Splits:
@@ -58,8 +60,10 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
     )
 
 
-def train_model(role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int) -> tuple[LayeredNet, dict[str, Any]]:
-    """Train (or load from the cache) a classifier described by `model` on `data`."""
+def train_model(
+    role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int, defense: Defense | None = None
+) -> tuple[LayeredNet, dict[str, Any]]:
+    """Train (or load from the cache) a classifier described by `model` on `data`, with `defense`'s training."""
     request = ModelRequest(
         role=role,
         arch=model.arch,
@@ -69,44 +73,70 @@ def train_model(role: str, model: ModelConfig, data: Dataset, test: Dataset, see
         seed=seed,
         args=model.args,
         train=model.train.model_dump(),
+        defense=defense.training_spec() if defense else {},
     )
     return train_or_load(request, data, test=test)
 
 
-def prepare(cfg: ExperimentConfig) -> Setting:
-    """Load the data and split it, then train or load the target and the evaluation classifier."""
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    splits = load_splits(cfg.data, cfg.seed)
-    timings["data"] = time.perf_counter() - start
-    start = time.perf_counter()
-    target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed)
-    timings["target"] = time.perf_counter() - start
-    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
-    start = time.perf_counter()
-    evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
-    timings["evaluator"] = time.perf_counter() - start
-    return Setting(splits, target, target_meta, evaluator, evaluator_meta, timings)
-
-
-def build_threat(cfg: ExperimentConfig, model: LayeredNet) -> tuple[ThreatModel, str | None]:
-    """The oracles `cfg.access` grants over `model`, and the cut layer they use."""
+def cut_layer(cfg: ExperimentConfig, model: LayeredNet, needed: bool = False) -> str | None:
+    """The cut layer the access (or a `needed` one, for a defense) uses: access.layer, else the model's split layer."""
     access = cfg.access
     layer = access.layer or model.default_cut
-    needs_layer = access.observe == "features" or access.white_box in ("client", "server")
-    if needs_layer and layer is None:
+    needed = needed or access.observe == "features" or access.white_box in ("client", "server")
+    if needed and layer is None:
         raise ModelinvError(
             f"access.layer is required: model '{model.arch}' has no default split layer (cut layers: {', '.join(model.cut_layers)})"
         )
     if layer is not None:
         model.check_layer(layer)
+    return layer if needed else None
+
+
+def make_defense(cfg: ExperimentConfig, data: Dataset) -> Defense | None:
+    """The configured defense, on the target's cut layer where it acts on one; checked before any training."""
+    if cfg.defense is None:
+        return None
+    layer = None
+    if DEFENSES.get(cfg.defense.name).needs_layer:
+        skeleton = build_model(cfg.target.arch, data.input_shape, data.num_classes, **cfg.target.args)
+        layer = cut_layer(cfg, skeleton, needed=True)
+    defense = build_defense(cfg.defense.name, cfg.defense.params, layer)
+    if isinstance(defense, OutputDefense):
+        defense.check_observation(cfg.access.observe)
+    return defense
+
+
+def prepare(cfg: ExperimentConfig) -> Setting:
+    """Load the data and split it, then train or load the (defended) target and the evaluation classifier."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    splits = load_splits(cfg.data, cfg.seed)
+    timings["data"] = time.perf_counter() - start
+    defense = make_defense(cfg, splits.private_train)
+    start = time.perf_counter()
+    target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed, defense)
+    timings["target"] = time.perf_counter() - start
+    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
+    start = time.perf_counter()
+    evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
+    timings["evaluator"] = time.perf_counter() - start
+    return Setting(splits, target, target_meta, evaluator, evaluator_meta, timings, defense)
+
+
+def build_threat(cfg: ExperimentConfig, model: LayeredNet, defense: Defense | None = None) -> tuple[ThreatModel, str | None]:
+    """The oracles `cfg.access` grants over `model`, observations perturbed by an output `defense`, and the cut layer."""
+    access = cfg.access
+    layer = cut_layer(cfg, model)
+    output = defense if isinstance(defense, OutputDefense) else None
     observer = None
     if access.observe == "features":
-        observer = Features(model, layer, budget=access.query_budget)
+        observer = Features(model, layer, budget=access.query_budget, defense=output)
     elif access.observe is not None:
-        observer = Scores(model, access.observe, budget=access.query_budget)
+        observer = Scores(model, access.observe, budget=access.query_budget, defense=output)
+    elif output is not None:
+        output.check_observation(None)
     white_box = WhiteBox(model, access.white_box, layer) if access.white_box != "none" else None
-    return ThreatModel(observer=observer, white_box=white_box), layer if needs_layer else None
+    return ThreatModel(observer=observer, white_box=white_box), layer
 
 
 def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
@@ -124,6 +154,8 @@ def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
 def check_names(cfg: ExperimentConfig) -> tuple[Attack, list[str]]:
     """Fail fast, before any training, on an unknown attack, attack parameter or metric."""
     attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+    if cfg.defense is not None:
+        build_defense(cfg.defense.name, cfg.defense.params)
     metrics = cfg.metrics or (CLASS_METRICS if attack.goal == "class" else RECONSTRUCTION_METRICS)
     for name in metrics:
         METRICS.get(name)
@@ -148,7 +180,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
     setting = setting or prepare(cfg)
     seed_everything(cfg.seed)
     splits = setting.splits
-    threat, layer = build_threat(cfg, setting.target)
+    threat, layer = build_threat(cfg, setting.target, setting.defense)
     targets, labels, truth = attack_targets(cfg, attack, threat, splits)
     reconstruction = attack(threat, targets, attacker_dataset(cfg, splits), seed=cfg.seed)
     start = time.perf_counter()
@@ -168,12 +200,13 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "model": cfg.target.arch,
         "layer": layer,
         "access": threat.describe(),
+        **defense_columns(setting),
         "data": cfg.data.source,
         "split": cfg.data.split,
         "attacker_data": cfg.attacker_data,
         "seed": cfg.seed,
         "num_targets": len(labels),
-        "target_test_acc": accuracy(setting.target, splits.private_test),
+        "target_test_acc": accuracy(setting.defense.deployed(setting.target) if setting.defense else setting.target, splits.private_test),
         "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test),
         **scores,
         "queries": meta.pop("queries"),
@@ -189,6 +222,14 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
     if truth is not None:
         images["originals"] = truth
     return row, images
+
+
+def defense_columns(setting: Setting) -> dict[str, Any]:
+    """The result row's record of the defense: name, params, and what it reports of training (epsilon, delta)."""
+    d = setting.defense
+    if d is None:
+        return {"defense": None, "defense_params": None}
+    return {**d.describe(), **{k: setting.target_meta["metrics"][k] for k in d.reports}}
 
 
 def write_json(path: Path, payload: Any) -> None:

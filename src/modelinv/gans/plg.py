@@ -4,20 +4,23 @@ GAN on it, guided by the target.
 
 - Top-n selection: for each private class c, keep the k public images with the highest target
   confidence softmax(T(x))_c, labelled c (an image may be kept for several classes, as in the paper).
-- Pseudo label-guided cGAN: a class-conditional generator G(z, c) and a projection discriminator D(x, c)
-  trained with the hinge loss
+- Pseudo label-guided cGAN: a class-conditional generator G(z, c) and a spectrally normalised
+  projection discriminator D(x, c) trained with the hinge loss
 
       L_D = E[relu(1 - D(x, c))] + E[relu(1 + D(G(z, c), c))]
       L_G = -E[D(G(z, c), c)] + alpha * E[L_inv(T(A(G(z, c))), c)]
 
   where L_inv(l, c) = max_{j != c} l_j - l_c is the max-margin loss on the target's logits l and A a
-  random augmentation; Adam (lr 2e-4, betas (0.0, 0.9)) with `n_dis` discriminator updates per
+  random augmentation; Adam (lr 2e-4, betas (0.0, 0.9)) with `n_critic` discriminator updates per
   generator update, as in the paper's SNGAN-style training.
 
-Departures, forced by 28x28 digits on CPU: the DCGAN pair of `modelinv.models.gan` instead of the
-paper's SN-ResNet pair; a few thousand generator updates instead of 30,000; and the augmentation A
-is the paper's random resized crop (square, area fraction `crop_area`..1) and rotation (up to
-`rotation` degrees) without its horizontal flip and colour jitter (a flip changes a digit's identity).
+Departures, forced by 28x28 digits on CPU: the DCGAN pair of `modelinv.models.gan` (spectral norm
+added to D while training) instead of the paper's SN-ResNet pair, with G's class embedding
+initialised to zero, so that the class starts without influence as with the paper's conditional
+batch norm (with N(0, 1) embeddings the generator ignored z and collapsed to one image per class);
+600 generator updates instead of 30,000; and the augmentation A is the paper's random resized crop
+(square, area fraction `crop_area`..1) and rotation (up to `rotation` degrees) without its horizontal
+flip and colour jitter (a flip changes a digit's identity).
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
+from modelinv.gans import GANConfig, cached_gan
 from modelinv.models import build_model
-from modelinv.models.store import ModelRequest, cached, module_digest
 from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
 
@@ -40,19 +45,15 @@ BETAS = (0.0, 0.9)
 """Adam betas of both GAN networks (the paper's SNGAN setting)."""
 
 
-class PLGGANConfig(BaseModel):
+class PLGGANConfig(GANConfig):
     """How the PLG-MI GAN is trained; part of its cache key."""
 
-    model_config = ConfigDict(extra="forbid")
-
     top_k: int = Field(250, ge=1, description="top-n selection: public images kept per private class (250 of ~2,500 public MNIST digits for 5 classes)")
-    gan_steps: int = Field(1500, ge=1, description="generator updates")
-    n_dis: int = Field(5, ge=1, description="discriminator updates per generator update")
-    batch_size: int = Field(64, ge=2, description="GAN mini-batch size")
+    gan_steps: int = Field(600, ge=1, description="generator updates")
     gan_lr: float = Field(2e-4, gt=0, description="Adam step size of generator and discriminator (betas 0.0, 0.9)")
-    alpha: float = Field(0.2, ge=0, description="weight of the inversion (max-margin) loss in the generator loss")
     latent_dim: int = Field(128, ge=1, description="generator latent size")
     width: int = Field(32, ge=1, description="channel width of generator and discriminator")
+    alpha: float = Field(0.2, ge=0, description="weight of the inversion (max-margin) loss in the generator loss")
     crop_area: float = Field(0.8, gt=0, le=1, description="augmentation: random square crops of at least this fraction of the image area")
     rotation: float = Field(5.0, ge=0, le=180, description="augmentation: random rotation of at most this many degrees")
 
@@ -87,70 +88,71 @@ def top_k_pseudo_labels(target: Callable[[torch.Tensor], torch.Tensor], public: 
     return public.x[index.T.flatten()], torch.arange(num_classes).repeat_interleave(k), float(confidence.mean())
 
 
+def _spectral_norm(module: nn.Module, on: bool) -> None:
+    """Add (on) or bake in and remove (off) spectral normalisation of every layer's weight (Miyato et al., ICLR 2018)."""
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            if on:
+                spectral_norm(layer)
+            else:
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+
+
 def train_plg_gan(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, num_classes: int, config: PLGGANConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
-    """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring); return both and training metrics."""
+    """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring); return both and
+    the losses and the target's accuracy on the fakes, averaged over the last tenth of the steps."""
     c = config
     gen = torch.Generator().manual_seed(seed)
     shape = tuple(x.shape[1:])
     generator = build_model("dcgan-generator", shape, num_classes, latent_dim=c.latent_dim, width=c.width)
     discriminator = build_model("dcgan-discriminator", shape, num_classes, outputs=1, width=c.width)
+    nn.init.zeros_(generator.embed.weight)
+    _spectral_norm(discriminator, on=True)
     opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=BETAS)
     opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=BETAS)
 
     def fake() -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(num_classes, (c.batch_size,), generator=gen)
-        return generator(torch.randn(c.batch_size, c.latent_dim, generator=gen), labels), labels
+        labels = torch.randint(num_classes, (c.gan_batch,), generator=gen)
+        return generator(torch.randn(c.gan_batch, c.latent_dim, generator=gen), labels), labels
 
     tail = max(1, c.gan_steps // 10)
-    sums = torch.zeros(4)  # L_D, -E[D(G(z, c), c)], L_inv, target accuracy on the fakes, over the last `tail` steps
+    sums = torch.zeros(4)
     generator.train()
+    discriminator.train()
     with progress_bar("training plg-mi GAN", c.gan_steps) as advance:
         for step in range(c.gan_steps):
             images, labels = fake()
             logits = target(random_augment(images, c.crop_area, c.rotation, gen))
+            discriminator.requires_grad_(False)
             adversarial, inversion = -discriminator(images, labels).mean(), max_margin_loss(logits, labels).mean()
             opt_g.zero_grad()
             (adversarial + c.alpha * inversion).backward()
             opt_g.step()
-            for _ in range(c.n_dis):
+            discriminator.requires_grad_(True)
+            for _ in range(c.n_critic):
                 with torch.no_grad():
                     images, fake_labels = fake()
-                pick = torch.randint(len(x), (c.batch_size,), generator=gen)
+                pick = torch.randint(len(x), (c.gan_batch,), generator=gen)
                 loss_d = F.relu(1 - discriminator(x[pick], y[pick])).mean() + F.relu(1 + discriminator(images, fake_labels)).mean()
                 opt_d.zero_grad()
                 loss_d.backward()
                 opt_d.step()
-            hit = (logits.argmax(1) == labels).float().mean()
+            stats = torch.stack([loss_d.detach(), adversarial.detach(), inversion.detach(), (logits.argmax(1) == labels).float().mean()])
             if step >= c.gan_steps - tail:
-                sums += torch.stack([loss_d.detach(), adversarial.detach(), inversion.detach(), hit])
-            advance(loss_d=loss_d.item(), inv=inversion.item(), target_acc=hit.item())
+                sums += stats / tail
+            advance(**dict(zip(("loss_d", "loss_g", "loss_inv", "target_acc"), stats.tolist())))
     generator.eval()
     discriminator.eval()
-    means = (sums / tail).tolist()
-    metrics = dict(zip(("loss_d", "loss_g_adversarial", "loss_inv", "target_acc_fake"), means))
-    return {"generator": generator, "discriminator": discriminator}, metrics
+    _spectral_norm(discriminator, on=False)
+    names = ("loss_d", "loss_g_adversarial", "loss_inv", "target_acc_fake")
+    return {"generator": generator, "discriminator": discriminator}, dict(zip(names, sums.tolist()))
 
 
 def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) -> tuple[nn.Module, dict]:
-    """The PLG-MI generator for `target` (its whole model) and the attacker's `public` data: from the cache, or pseudo-labelled and trained.
-
-    The cache key holds the public data's digest, the target's weights' digest, the config and the seed.
-    The metadata has `cached`, `path`, `seconds` and the training `metrics`.
-    """
-    model = target.model
-    shape, num_classes = tuple(model.spec["input_shape"]), int(model.spec["num_classes"])
-    if public.input_shape != shape:
-        raise ModelinvError(f"the attacker's data has shape {public.input_shape}; the target takes {shape}")
-    request = ModelRequest(
-        role="plg-mi-gan",
-        arch="dcgan-generator",
-        input_shape=shape,
-        num_classes=num_classes,
-        data_digest=public.digest(),
-        seed=seed,
-        args={"latent_dim": config.latent_dim, "width": config.width},
-        train={**config.model_dump(), "target": module_digest(model)},
-    )
+    """The frozen PLG-MI generator for `target` (its whole model) and the attacker's `public` data: from
+    the cache (keyed by the public data, the target's weights, the config and the seed), or pseudo-labelled
+    and trained. The metadata has `cached`, `path`, `seconds`, the training metrics and `target_evaluations`."""
+    num_classes = int(target.model.spec["num_classes"])
 
     def produce():
         before = target.queries
@@ -158,5 +160,5 @@ def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) 
         modules, metrics = train_plg_gan(target, x, y, num_classes, config, seed)
         return modules, {"pseudo_label_confidence": confidence, **metrics, "target_evaluations": target.queries - before}
 
-    modules, meta = cached(request, produce)
+    modules, meta = cached_gan("plg-mi-gan", public, target.model, config, seed, produce, guided=True)
     return modules["generator"], meta

@@ -7,7 +7,7 @@ network f = f2 . f1 at a layer: the client computes h = f1(x) and sends it, the 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -53,12 +53,17 @@ class LayeredNet(nn.Module):
             )
         return layer
 
-    def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
-        """f1(x): the activation after stage `layer` (what a split-learning client sends)."""
-        self.check_layer(layer)
+    def activations(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, output) of every stage in order, computed in one pass; the last output is the logits."""
         h = (x - self.input_mean) / self.input_std
         for name, stage in self.stages.items():
             h = stage(h)
+            yield name, h
+
+    def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """f1(x): the activation after stage `layer` (what a split-learning client sends)."""
+        self.check_layer(layer)
+        for name, h in self.activations(x):
             if name == layer:
                 return h
         raise AssertionError("unreachable")

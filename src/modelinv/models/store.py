@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from modelinv.data.types import Dataset
+from modelinv.defenses import build_defense
 from modelinv.errors import ModelinvError
 from modelinv.models import build_model
 from modelinv.models.layered import LayeredNet
@@ -48,9 +49,13 @@ class ModelRequest:
     seed: int
     args: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    defense: dict[str, Any] = field(default_factory=dict)
+    """A training-time defense as {name, params, layer}; empty: none (and then left out of the key,
+    so undefended models keep the keys they had before defenses existed)."""
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=list)
+        fields = {k: v for k, v in asdict(self).items() if k != "defense" or v}
+        blob = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -163,16 +168,20 @@ def train_or_load(
 ) -> tuple[LayeredNet, dict[str, Any]]:
     """The classifier `request` describes: from the cache if present, else trained on `data` and cached.
 
-    The metadata's `path` is the checkpoint directory; `metrics` has val_acc (and test_acc when `test` is given).
+    A `request.defense` is applied while training (see modelinv.defenses); accuracies are then those of
+    the deployed, defended model. The metadata's `path` is the checkpoint directory; `metrics` has val_acc
+    (and test_acc when `test` is given) and the defense's own (epsilon and delta for DP-SGD).
     """
     if data.digest() != request.data_digest:
         raise ValueError("request.data_digest does not match the training data")
 
     def produce():
         model = build_model(request.arch, request.input_shape, request.num_classes, **request.args)
-        metrics = train_classifier(model, data, TrainConfig(**request.train), request.seed, desc=f"training {request.role} {request.arch}")
+        hooks = build_defense(**request.defense) if request.defense else None
+        desc = f"training {request.role} {request.arch}"
+        metrics = train_classifier(model, data, TrainConfig(**request.train), request.seed, desc=desc, hooks=hooks)
         if test is not None:
-            metrics["test_acc"] = accuracy(model, test)
+            metrics["test_acc"] = accuracy(hooks.deployed(model) if hooks else model, test)
         return {"model": model}, metrics
 
     modules, meta = cached(request, produce, cache_dir)

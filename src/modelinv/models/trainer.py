@@ -1,10 +1,13 @@
 """Supervised training of classifiers: Adam with a cosine schedule, random-shift augmentation for images,
-a validation split, and early stopping on validation accuracy (the best epoch's weights are kept)."""
+a validation split, and early stopping on validation accuracy (the best epoch's weights are kept).
+
+`TrainingHooks` is how a defense changes the training (its loss, batches, optimiser, deployed model)."""
 
 from __future__ import annotations
 
 import copy
 import time
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +34,30 @@ class TrainConfig(BaseModel):
     )
 
 
+class TrainingHooks:
+    """The ways a training-time defense may change `train_classifier`; this base changes nothing."""
+
+    def setup(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer, train_size: int, config: TrainConfig) -> torch.optim.Optimizer:
+        """The optimiser to train with (DP-SGD wraps it); called once before the first step."""
+        return optimiser
+
+    def batches(self, n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """Indices of each step's batch in one epoch: a shuffled partition of the n training examples."""
+        return iter(torch.randperm(n, generator=gen).split(batch_size))
+
+    def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training objective on one batch: cross-entropy."""
+        return F.cross_entropy(model(x), y)
+
+    def deployed(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as the victim runs it (with the defense's perturbations): what accuracy is measured on."""
+        return model
+
+    def finish(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Undo `setup`'s changes to the model; return metrics to store with it (e.g. epsilon)."""
+        return {}
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits of `model` on `x`, in eval mode and in batches."""
@@ -46,34 +73,37 @@ def accuracy(model: torch.nn.Module, data: Dataset) -> float:
     return float((predict_logits(model, data.x).argmax(1) == data.y).float().mean())
 
 
-def train_classifier(model: torch.nn.Module, data: Dataset, config: TrainConfig, seed: int, desc: str = "train") -> dict:
-    """Train `model` on `data` with cross-entropy; keep the weights of the best validation epoch.
+def train_classifier(
+    model: torch.nn.Module, data: Dataset, config: TrainConfig, seed: int, desc: str = "train", hooks: TrainingHooks | None = None
+) -> dict:
+    """Train `model` on `data` (cross-entropy, or the loss of a defense's `hooks`); keep the weights of the
+    best validation epoch, validated on the deployed model.
 
-    Returns val_acc, epochs run and wall time.
+    Returns val_acc, epochs run, wall time and the hooks' metrics.
     """
+    hooks = hooks or TrainingHooks()
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=gen)
     n_val = max(1, int(round(config.val_fraction * len(data))))
     val, train = data.subset(order[:n_val]), data.subset(order[n_val:])
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs)
+    optimiser = hooks.setup(model, optimiser, len(train), config)
     shift = min(config.augment_shift, data.x.shape[-2] // 8) if data.x.dim() == 4 else 0
     best_acc, best_state, stale, epochs_run = -1.0, None, 0, 0
     start = time.perf_counter()
     with progress_bar(desc, config.epochs) as advance:
         for epoch in range(config.epochs):
             model.train()
-            perm = torch.randperm(len(train), generator=gen)
-            for i in range(0, len(train), config.batch_size):
-                idx = perm[i : i + config.batch_size]
+            for idx in hooks.batches(len(train), config.batch_size, gen):
                 x = random_shift(train.x[idx], shift, gen)
-                loss = F.cross_entropy(model(x), train.y[idx])
+                loss = hooks.loss(model, x, train.y[idx])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
             schedule.step()
             epochs_run = epoch + 1
-            val_acc = accuracy(model, val)
+            val_acc = accuracy(hooks.deployed(model), val)
             advance(val_acc=val_acc)
             if val_acc > best_acc:
                 best_acc, best_state, stale = val_acc, copy.deepcopy(model.state_dict()), 0
@@ -81,6 +111,7 @@ def train_classifier(model: torch.nn.Module, data: Dataset, config: TrainConfig,
                 stale += 1
                 if config.patience is not None and stale >= config.patience:
                     break
+    extra = hooks.finish(model)
     model.load_state_dict(best_state)
     model.eval()
-    return {"val_acc": best_acc, "epochs": epochs_run, "train_seconds": time.perf_counter() - start}
+    return {"val_acc": best_acc, "epochs": epochs_run, "train_seconds": time.perf_counter() - start, **extra}

@@ -1,0 +1,115 @@
+"""GMI and KEDMI on the class-disjoint MNIST protocol, with a small target and tiny GANs.
+
+Each attack runs twice from an experiment config: the first run trains its GAN, the second must
+reuse it from the cache and reproduce the same images.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelinv.attacks import ATTACKS, Targets
+from modelinv.errors import AccessDenied, ModelinvError
+from modelinv.experiment.config import CLASS_METRICS, ExperimentConfig
+from modelinv.experiment.runner import prepare, run_experiment
+from modelinv.models.store import load_checkpoint
+from modelinv.models.trainer import predict_logits
+from modelinv.oracle import Scores, ThreatModel, WhiteBox
+
+TINY_GAN = {"gan_steps": 60, "n_critic": 2, "gan_batch": 32, "width": 8}
+PARAMS = {
+    "gmi": {**TINY_GAN, "iterations": 60, "restarts": 2},
+    "kedmi": {**TINY_GAN, "iterations": 150},
+}
+
+
+def config(attack: str, metrics: list[str] | None = None) -> ExperimentConfig:
+    return ExperimentConfig(
+        seed=0,
+        data={"split": "class-disjoint"},
+        target={"arch": "lenet", "train": {"epochs": 2}},
+        evaluator={"arch": "eval-cnn", "train": {"epochs": 2}},
+        access={"observe": None, "white_box": "full"},
+        attack={"name": attack, "params": PARAMS[attack]},
+        per_class=4,
+        metrics=metrics,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    return prepare(config("gmi"))
+
+
+@pytest.fixture(scope="module")
+def runs(setting):
+    """For each attack: two (row, images) runs of the same attack, all metrics on the first (the second is for the cache)."""
+    return {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_runs_end_to_end_from_a_config(runs, attack):
+    row, images = runs[attack][0]
+    assert set(CLASS_METRICS) <= set(row)
+    assert images["reconstructions"].shape == (20, 1, 28, 28)
+    assert 0 <= images["reconstructions"].min() and images["reconstructions"].max() <= 1
+    assert row["queries"] == 0 and row["gradients"] > 0
+    assert row["access"] == "white-box full"
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_second_run_reuses_the_gan_and_repeats_the_images(runs, attack):
+    (first, images1), (second, images2) = runs[attack]
+    assert first["attack_details"]["gan"]["cached"] is False
+    assert second["attack_details"]["gan"]["cached"] is True
+    assert second["attack_details"]["gan"]["path"] == first["attack_details"]["gan"]["path"]
+    assert torch.equal(images1["reconstructions"], images2["reconstructions"])
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_beats_random_latents_of_the_same_gan(runs, setting, attack):
+    """The target recognises the wanted class in the attack's images far more often than in G(z) for random z."""
+    row, images = runs[attack][0]
+    generator, _ = load_checkpoint(f"{row['attack_details']['gan']['path']}/generator")
+    with torch.no_grad():
+        random_images = generator(torch.randn(200, generator.latent_dim, generator=torch.Generator().manual_seed(1)))
+        random_acc = (predict_logits(setting.target, random_images).argmax(1) == torch.arange(5).repeat(40)).float().mean().item()
+        attack_acc = (predict_logits(setting.target, images["reconstructions"]).argmax(1) == images["labels"]).float().mean().item()
+    assert attack_acc >= 0.8
+    assert attack_acc > random_acc + 0.4
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_kedmi_gan_is_keyed_by_the_target(runs, attack):
+    """KEDMI's GAN learns from the target (its soft labels), GMI's only from public data."""
+    request = runs[attack][0][0]["attack_details"]["gan"]
+    meta = load_checkpoint(f"{request['path']}/generator")[1]
+    assert (meta["request"]["train"]["target"] is not None) == (attack == "kedmi")
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_bad_parameters_name_the_field(attack):
+    with pytest.raises(ModelinvError, match="attack.params.lambda_id"):
+        ATTACKS.get(attack)(lambda_id=-1)
+    with pytest.raises(ModelinvError, match="attack.params.gan_steps"):
+        ATTACKS.get(attack)(gan_steps=0)
+    with pytest.raises(ModelinvError, match="unknown field 'attack.params.iteration'; did you mean 'iterations'"):
+        ATTACKS.get(attack)(iteration=5)
+
+
+@pytest.mark.parametrize("attack", list(PARAMS))
+def test_refuses_without_white_box_or_classes(setting, attack):
+    public = setting.splits.public
+    with pytest.raises(AccessDenied, match="white-box"):
+        ATTACKS.get(attack)()(ThreatModel(observer=Scores(setting.target)), Targets(classes=torch.arange(5)), public)
+    with pytest.raises(ModelinvError, match="targets.classes"):
+        ATTACKS.get(attack)()(ThreatModel(white_box=WhiteBox(setting.target)), Targets(classes=torch.tensor([7])), public)
