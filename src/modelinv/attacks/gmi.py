@@ -25,7 +25,7 @@ from pydantic import Field
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, requested_classes
+from modelinv.gans import derive_seed, gan_config, requested_classes
 from modelinv.gans.wgan_gp import WGANGPConfig, wgan_gp
 from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
@@ -53,7 +53,7 @@ class GMI(Attack):
         p = self.params
         target = threat.white_box
         y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
-        config = WGANGPConfig(**p.model_dump(include=set(WGANGPConfig.model_fields)))
+        config = gan_config(WGANGPConfig, p)
         generator, critic, gan = wgan_gp(attacker_data, target.model, config, derive_seed(gen))
         z0 = torch.randn(p.restarts * len(y), p.latent_dim, generator=gen)
         labels = y.repeat(p.restarts)

@@ -24,7 +24,7 @@ from pydantic import Field
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, requested_classes
+from modelinv.gans import derive_seed, gan_config, requested_classes
 from modelinv.gans.kedmi import KEDMIGANConfig, kedmi_gan, realness
 from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
@@ -52,7 +52,7 @@ class KEDMI(Attack):
         p = self.params
         target = threat.white_box
         y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
-        config = KEDMIGANConfig(**p.model_dump(include=set(KEDMIGANConfig.model_fields)))
+        config = gan_config(KEDMIGANConfig, p)
         generator, discriminator, gan = kedmi_gan(target, attacker_data, config, derive_seed(gen))
         classes, which = y.unique(return_inverse=True)
         mu = torch.zeros(len(classes), p.latent_dim, requires_grad=True)

@@ -19,7 +19,7 @@ from pydantic import Field
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, requested_classes
+from modelinv.gans import derive_seed, gan_config, requested_classes
 from modelinv.gans.plg import PLGGANConfig, max_margin_loss, plg_gan, random_augment
 from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
@@ -42,7 +42,7 @@ class PLGMI(Attack):
         p = self.params
         model = threat.white_box
         y = requested_classes(self.name, targets.classes, model.model.spec["num_classes"])
-        config = PLGGANConfig(**p.model_dump(include=set(PLGGANConfig.model_fields)))
+        config = gan_config(PLGGANConfig, p)
         generator, gan = plg_gan(model, attacker_data, config, derive_seed(gen))
         z = torch.randn(len(y), p.latent_dim, generator=gen).requires_grad_()
         optimiser = torch.optim.Adam([z], lr=p.lr)

@@ -9,7 +9,7 @@ reuses it.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,14 @@ class GANConfig(BaseModel):
     gan_lr: float = Field(2e-4, gt=0, description="Adam step size of generator and discriminator (betas 0.5, 0.999)")
     latent_dim: int = Field(100, ge=1, description="generator latent size")
     width: int = Field(16, ge=1, description="channel width of generator and discriminator")
+
+
+C = TypeVar("C", bound=GANConfig)
+
+
+def gan_config(schema: type[C], params: BaseModel) -> C:
+    """The GAN-training part of an attack's parameters (whose schema extends `schema`)."""
+    return schema(**params.model_dump(include=set(schema.model_fields)))
 
 
 def train_gan(generator: nn.Module, discriminator: nn.Module, real: tuple[torch.Tensor, ...], config: GANConfig, seed: int, critic_loss: Loss, generator_loss: Loss, desc: str) -> dict[str, float]:
