@@ -10,7 +10,7 @@
   against white-box rMLE (PSNR, SSIM).
 - dp-sgd: LeNet trained with DP-SGD at the epsilons of Opacus's MNIST reference, against MI-Face, GMI
   and the inverse network.
-- class: MID and BiDO against MI-Face and GMI on the class-disjoint protocol (private digits 0-4).
+- class: MID and BiDO against MI-Face, GMI and PLG-MI on the class-disjoint protocol (private digits 0-4).
 
 Every defended model is trained and attacked through modelinv's oracles, so the attacker sees exactly
 the perturbed tensor. Writes Markdown (default benchmarks/results/defenses.md) and the rows as JSON.
@@ -96,11 +96,15 @@ def studies(data: str, epochs: int) -> list[Study]:
             "class",
             "MID and BiDO on the class-disjoint protocol (private digits 0-4): class inversion",
             {"data": {"source": data, "split": "class-disjoint"}, "target": {"arch": "lenet", "train": {"epochs": epochs}}, "per_class": 5},
-            {"mi-face": {"access": {"observe": None, "white_box": "full"}}, "gmi": {"access": {"observe": None, "white_box": "full"}}},
+            {
+                "mi-face": {"access": {"observe": None, "white_box": "full"}},
+                "gmi": {"access": {"observe": None, "white_box": "full"}},
+                "plg-mi": {"access": {"observe": None, "white_box": "full"}},
+            },
             [(None, {}, {})]
             + [("mid", {"beta": b}, {}) for b in (0.01, 0.1, 1.0)]
             + [("bido", {"a1": a1, "a2": a2}, {}) for a1, a2 in ((0.05, 0.5), (0.5, 5.0), (2.0, 20.0))],
-            ("target_test_acc", "attack_acc_top1", "attack_acc_top5", "knn_dist"),
+            ("target_test_acc", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio"),
         ),
     ]
 
@@ -142,9 +146,9 @@ def fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def table(study: Study, rows: list[dict]) -> list[str]:
+def table(study: Study, rows: list[dict], provenance: str) -> list[str]:
     head = ["defense", "strength", "attack", *study.columns, *(f"paper {c}" for c in study.paper_columns)]
-    lines = [f"## {study.title}", "", study.note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"## {study.title}", "", provenance, "", study.note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["defense"] or "none", r["strength"], r["attack"], *(fmt(r.get(c)) for c in study.columns), *(f"{r['paper'][c]:.2f}%" if r["paper"].get(c) else "-" for c in study.paper_columns)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -169,6 +173,14 @@ def he_claims(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def load_previous(path: Path) -> dict:
+    """Earlier studies' results from the JSON beside the Markdown, so a study can be rerun on its own."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist5k", help="mnist5k, or idx:PATH for the full MNIST training set")
@@ -178,25 +190,41 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "defenses.md")
     args = parser.parse_args()
 
-    start = time.perf_counter()
-    chosen = [s for s in studies(args.data, args.epochs) if s.name in args.studies]
-    results = {s.name: run_study(s, args.seed) for s in chosen}
+    every = studies(args.data, args.epochs)
+    unknown = sorted(set(args.studies) - {s.name for s in every})
+    if unknown:
+        parser.error(f"unknown study {unknown[0]!r}; choose from {', '.join(s.name for s in every)}")
+    results = load_previous(args.out.with_suffix(".json"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for study in every:
+        if study.name not in args.studies:
+            continue
+        start = time.perf_counter()
+        rows = run_study(study, args.seed)
+        results[study.name] = {
+            "command": f"python benchmarks/defenses.py --data {args.data} --seed {args.seed} --epochs {args.epochs} --studies {study.name}",
+            "seconds": round(time.perf_counter() - start),
+            "threads": torch.get_num_threads(),
+            "versions": versions(),
+            "rows": rows,
+        }
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     lines = [
         "# Defenses against model inversion on MNIST: ours against the papers",
         "",
-        f"Produced by `python benchmarks/defenses.py --data {args.data} --seed {args.seed} --epochs {args.epochs} "
-        f"--studies {' '.join(args.studies)}` in {time.perf_counter() - start:.0f} s on {platform.machine()}, torch {versions()['torch']}.",
-        "Accuracies are of the deployed (defended) target on the private test split; `attack_acc_top1` is the "
-        "evaluation classifier's accuracy on the attack's outputs; paper accuracies are in percent.",
+        f"Produced by `benchmarks/defenses.py` on {platform.machine()}, torch {versions()['torch']}; each section names "
+        "the command that produced it and its wall time. Accuracies are of the deployed (defended) target on the "
+        "private test split; `attack_acc_top1` is the evaluation classifier's accuracy on the attack's outputs; paper "
+        "accuracies are in percent.",
         "",
     ]
-    for study in chosen:
-        lines += table(study, results[study.name])
-        if study.name == "he-iotj":
-            lines += he_claims(results[study.name])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for study in every:
+        if study.name in results:
+            done = results[study.name]
+            lines += table(study, done["rows"], f"`{done['command']}`: {done['seconds']} s on {done['threads']} threads.")
+            if study.name == "he-iotj":
+                lines += he_claims(done["rows"])
     args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {args.out}", file=sys.stderr)
 
 

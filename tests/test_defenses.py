@@ -160,20 +160,21 @@ def mi_face_on_digits(defense):
         target={"arch": "mlp", "train": {"epochs": 10}},
         evaluator={"arch": "mlp", "args": {"hidden": [256]}, "train": {"epochs": 10}},
         access={"observe": None, "white_box": "full"},
-        attack={"name": "mi-face", "params": {"iterations": 150}},
+        attack={"name": "mi-face", "params": {"iterations": 150, "jitter": 0}},  # Algorithm 1 without jitter
         per_class=3,
         defense=defense,
-        metrics=["attack_acc_top1"],
+        metrics=["attack_acc_top1", "knn_ratio"],
     )
     return run_experiment(cfg)[0]
 
 
-@pytest.mark.parametrize("name,params", [("mid", {"beta": 1.0}), ("bido", {"a1": 2.0, "a2": 5.0})])
-def test_mid_and_bido_lower_mi_face_attack_accuracy(name, params):
+@pytest.mark.parametrize("name,params", [("mid", {"beta": 1.0}), ("bido", {"a1": 5.0, "a2": 20.0})])
+def test_mid_and_bido_lower_mi_face_attack_accuracy_and_quality(name, params):
     undefended = mi_face_on_digits(None)
     defended = mi_face_on_digits({"name": name, "params": params})
     assert defended["defense"] == name and defended["defense_params"] == {**defended["defense_params"], **params}
     assert defended["attack_acc_top1"] < undefended["attack_acc_top1"]
+    assert defended["knn_ratio"] > undefended["knn_ratio"]
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,9 @@ optimised as one batch: a stopped class is frozen while the others continue.
 
 Beyond the paper, each step's gradient may be taken on a randomly shifted copy (`jitter`, the
 transformation robustness of feature visualisation, Olah et al. 2017), which with the blur turns
-adversarial noise into blob-like class shapes. Defaults (300 steps of lr 10, jitter 2, blur 0.5
-every 4 steps) were chosen on an MLP on mnist5k; the paper's are 5000 steps of lr 0.1, no jitter.
+adversarial noise into stroke-like class shapes. Defaults (300 steps of lr 3, jitter 2, no blur)
+were chosen on an MLP on mnist5k (benchmarks/class_inversion.py reports both); the paper's are
+5000 steps of lr 0.1 without jitter.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class MIFaceParams(AttackParams):
     iterations: int = Field(300, ge=1, description="alpha: maximum gradient steps (paper: 5000)")
     window: int = Field(100, ge=1, description="beta: stop a class whose cost is no better than any of its last beta")
     threshold: float = Field(0.0, ge=0, description="gamma: stop a class whose cost falls to this value")
-    lr: float = Field(10.0, gt=0, description="lambda: gradient step size (paper: 0.1 over 5000 steps)")
+    lr: float = Field(3.0, gt=0, description="lambda: gradient step size (paper: 0.1 over 5000 steps)")
     tv_weight: float = Field(0.0, ge=0, description="weight of the total-variation prior")
     l2_weight: float = Field(0.0, ge=0, description="weight of the mean squared pixel prior")
-    blur_sigma: float = Field(0.5, ge=0, description="PROCESS: Gaussian denoising width in pixels (0: off)")
+    blur_sigma: float = Field(0.0, ge=0, description="PROCESS: Gaussian denoising width in pixels (0: off)")
     blur_every: int = Field(4, ge=1, description="PROCESS: apply the denoising every this many steps")
     jitter: int = Field(2, ge=0, description="take each step's gradient on the image shifted by up to this many pixels")
 

@@ -1,0 +1,50 @@
+"""A sweep as plain data: the product of datasets x targets x defenses x attacks x seeds, each point an experiment.
+
+Every point has a `run_id`, the SHA-256 of its validated config: the same grid always names the same
+runs, so a results store can tell what is already done and a rerun only computes the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+
+from pydantic import Field
+
+from modelinv.experiment.config import AttackConfig, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Scenario
+
+
+class GridConfig(Scenario):
+    """A Scenario (the fields every run shares) plus the lists to take the product of.
+
+    `datasets` and `targets` default to the scenario's single `data` and `target`; a `null` in
+    `defenses` is the undefended reference; `seeds` default to the scenario's single `seed`."""
+
+    datasets: list[DataConfig] | None = Field(None, description="default: [data]")
+    targets: list[ModelConfig] | None = Field(None, description="default: [target]")
+    defenses: list[DefenseConfig | None] = Field(default_factory=lambda: [None], min_length=1)
+    attacks: list[AttackConfig] = Field(min_length=1)
+    seeds: list[int] | None = Field(None, description="default: [seed]")
+
+    def experiments(self) -> list[ExperimentConfig]:
+        """Every point of the grid, grouped so that runs sharing data, target, defense and seed are adjacent."""
+        shared = self.model_dump(exclude={"datasets", "targets", "defenses", "attacks", "seeds", "data", "target", "seed"})
+        points = itertools.product(
+            self.datasets or [self.data], self.targets or [self.target], self.defenses, self.seeds or [self.seed], self.attacks
+        )
+        return [
+            ExperimentConfig(**shared, data=data, target=target, defense=defense, seed=seed, attack=attack)
+            for data, target, defense, seed, attack in points
+        ]
+
+
+def run_id(cfg: ExperimentConfig) -> str:
+    """A stable name for one experiment: the first 16 hex digits of the SHA-256 of its canonical JSON."""
+    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def setting_key(cfg: ExperimentConfig) -> str:
+    """What a group of runs shares (data, target, evaluator, defense, seed): one worker trains it once."""
+    shared = cfg.model_dump(mode="json", include={"data", "target", "evaluator", "defense", "seed", "access"})
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
