@@ -1,7 +1,8 @@
-"""Small file writers shared by the tests (IDX files as MNIST distributes them)."""
+"""Helpers shared by the tests: IDX files as MNIST distributes them, and running the CLI in-process."""
 
 import gzip
 import struct
+import sys
 
 import numpy as np
 
@@ -15,3 +16,32 @@ def write_idx(path, array: np.ndarray, gz: bool = False):
     data = idx_bytes(array)
     path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+def invoke(*args) -> int:
+    """Run `modelinv ARGS` in-process as the console script does; return its exit code."""
+    from modelinv.cli import main
+
+    argv, sys.argv = sys.argv, ["modelinv", *map(str, args)]
+    try:
+        main()
+        return 0
+    except SystemExit as exc:
+        return exc.code
+    finally:
+        sys.argv = argv
+
+
+def cli(capsys, *args):
+    """Run `modelinv ARGS` in-process; return (exit code, stdout, stderr)."""
+    code = invoke(*args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0]

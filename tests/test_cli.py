@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelinv.cli import main
-
-from helpers import write_idx
+from helpers import assert_one_line_error, cli, write_idx
 
 SMALL_RUN = {
     "seed": 1,
@@ -22,28 +20,8 @@ SMALL_RUN = {
 }
 
 
-def cli(monkeypatch, capsys, *args):
-    """Run `modelinv ARGS` in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["modelinv", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0]
-
-
-def test_list_json_names_everything(monkeypatch, capsys):
-    code, out, _ = cli(monkeypatch, capsys, "list", "--json")
+def test_list_json_names_everything(capsys):
+    code, out, _ = cli(capsys, "list", "--json")
     listing = json.loads(out)
     assert code == 0
     assert {"mnist5k", "digits", "breast-cancer"} <= {d["name"] for d in listing["datasets"]}
@@ -55,12 +33,12 @@ def test_list_json_names_everything(monkeypatch, capsys):
     assert {"mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "fid_eval", "dcor"} <= metrics
 
 
-def test_run_writes_results_and_is_reproducible(monkeypatch, capsys, tmp_path):
+def test_run_writes_results_and_is_reproducible(capsys, tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump(SMALL_RUN))
     results = []
     for name in ("a", "b"):
-        code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / name)
+        code, _, err = cli(capsys, "run", config, "--out", tmp_path / name)
         assert code == 0, err
         results.append(json.loads((tmp_path / name / "results.json").read_text()))
         assert (tmp_path / name / "reconstructions.png").stat().st_size > 0
@@ -72,40 +50,40 @@ def test_run_writes_results_and_is_reproducible(monkeypatch, capsys, tmp_path):
     assert first["data_hashes"] == second["data_hashes"]
 
 
-def test_misspelled_config_field(monkeypatch, capsys, tmp_path):
+def test_misspelled_config_field(capsys, tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text(yaml.safe_dump({**SMALL_RUN, "atack": SMALL_RUN["attack"]}))
-    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "out")
+    code, _, err = cli(capsys, "run", config, "--out", tmp_path / "out")
     assert_one_line_error(code, err, "unknown field 'atack'", "did you mean 'attack'")
     nested = {**SMALL_RUN, "target": {"arch": "lenet", "train": {"epoch": 2}}}
     config.write_text(yaml.safe_dump(nested))
-    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "out")
+    code, _, err = cli(capsys, "run", config, "--out", tmp_path / "out")
     assert_one_line_error(code, err, "target.train.epoch", "did you mean 'epochs'")
 
 
-def test_missing_data_file(monkeypatch, capsys, tmp_path):
+def test_missing_data_file(capsys, tmp_path):
     missing = tmp_path / "train-images-idx3-ubyte.gz"
-    code, _, err = cli(monkeypatch, capsys, "train", "--data", f"idx:{missing}", "--model", "lenet")
+    code, _, err = cli(capsys, "train", "--data", f"idx:{missing}", "--model", "lenet")
     assert_one_line_error(code, err, str(missing))
 
 
-def test_full_mnist_from_idx_files(monkeypatch, capsys, tmp_path, mnist_splits):
+def test_full_mnist_from_idx_files(capsys, tmp_path, mnist_splits):
     """The path a user with the 60k MNIST IDX files takes, on 1,000 real images written as IDX."""
     images = (mnist_splits.private_train.x[:1000, 0] * 255).round().numpy().astype("uint8")
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, gz=True)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", mnist_splits.private_train.y[:1000].numpy(), gz=True)
-    code, out, err = cli(monkeypatch, capsys, "train", "--data", f"idx:{tmp_path / 'train-images-idx3-ubyte.gz'}", "--epochs", "3")
+    code, out, err = cli(capsys, "train", "--data", f"idx:{tmp_path / 'train-images-idx3-ubyte.gz'}", "--epochs", "3")
     assert code == 0, err
     assert float(out.split("test accuracy ")[1].split(",")[0]) > 0.5
 
 
-def test_corrupted_checkpoint(monkeypatch, capsys):
+def test_corrupted_checkpoint(capsys):
     args = ("train", "--model", "splitnn-mlp", "--epochs", "1", "--seed", "7")
-    code, out, _ = cli(monkeypatch, capsys, *args)
+    code, out, _ = cli(capsys, *args)
     assert code == 0
     path = Path(out.split("checkpoint: ")[1].split()[0])
     (path / "weights.safetensors").write_bytes(b"corrupted")
-    code, _, err = cli(monkeypatch, capsys, *args)
+    code, _, err = cli(capsys, *args)
     assert_one_line_error(code, err, "corrupted checkpoint file", str(path / "weights.safetensors"))
 
 
@@ -120,8 +98,8 @@ def test_no_traceback_in_a_real_process(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,needle", [("attack", {"name": "rmlee"}, "unknown attack 'rmlee'"), ("metrics", ["psnrr"], "unknown metric 'psnrr'")])
-def test_unknown_names_fail_before_training(monkeypatch, capsys, tmp_path, field, value, needle):
+def test_unknown_names_fail_before_training(capsys, tmp_path, field, value, needle):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**SMALL_RUN, field: value}))
-    code, _, err = cli(monkeypatch, capsys, "run", config, "--out", tmp_path / "o")
+    code, _, err = cli(capsys, "run", config, "--out", tmp_path / "o")
     assert_one_line_error(code, err, needle)

@@ -20,7 +20,7 @@ from modelinv.models.trainer import accuracy
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
 from modelinv.stats import distance_correlation
 
-from test_cli import cli
+from helpers import cli
 
 
 def psnr(reconstructions, truth):
@@ -191,15 +191,15 @@ def test_bad_defense_params_name_the_field(name, params, message):
         build_defense(name, params)
 
 
-def test_list_defenses(monkeypatch, capsys):
-    code, out, _ = cli(monkeypatch, capsys, "list", "defenses", "--json")
+def test_list_defenses(capsys):
+    code, out, _ = cli(capsys, "list", "defenses", "--json")
     rows = {d["name"]: d for d in json.loads(out)["defenses"]}
     assert code == 0
     assert {"laplace-noise", "gaussian-noise", "round", "top-k", "label-only", "nopeek", "split-dropout", "dp-sgd", "mid", "bido"} <= set(rows)
     assert rows["top-k"]["perturbs"] == ["probs"] and rows["dp-sgd"]["kind"] == "training"
 
 
-def test_tradeoff_writes_table_and_plot(monkeypatch, capsys, tmp_path):
+def test_tradeoff_writes_table_and_plot(capsys, tmp_path):
     config = {
         "data": {"source": "digits"},
         "target": {"arch": "splitnn-mlp", "train": {"epochs": 3}},
@@ -209,7 +209,7 @@ def test_tradeoff_writes_table_and_plot(monkeypatch, capsys, tmp_path):
         "sweep": {"defense": "dp-sgd", "param": "noise_multiplier", "values": [1.0, 2.0]},
     }
     (tmp_path / "tradeoff.yaml").write_text(yaml.safe_dump(config))
-    code, _, err = cli(monkeypatch, capsys, "tradeoff", tmp_path / "tradeoff.yaml", "--out", tmp_path / "out")
+    code, _, err = cli(capsys, "tradeoff", tmp_path / "tradeoff.yaml", "--out", tmp_path / "out")
     assert code == 0, err
     rows = json.loads((tmp_path / "out" / "tradeoff.json").read_text())
     assert [r["strength"] for r in rows] == [None, 1.0, 2.0]

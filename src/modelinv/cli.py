@@ -174,6 +174,53 @@ def demo(
     console.print(f"grids and results.json in {out}/  (total {time.perf_counter() - start:.0f} s)")
 
 
+@app.command()
+def audit(
+    model: Path = typer.Option(..., "--model", help="your trained model: safetensors weights of --arch, or a TorchScript file"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="registered architecture of the weights (see `modelinv list models`)"),
+    torchscript: bool = typer.Option(False, "--torchscript", help="the model file is TorchScript (instead of --arch)"),
+    data: str = typer.Option(..., "--data", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
+    access: str = typer.Option(..., "--access", help="what the attacker sees: features[:LAYER], probs, logits or label"),
+    white_box: str = typer.Option("none", "--white-box", help="model part the attacker also knows: none, client, server, full"),
+    attack: Optional[list[str]] = typer.Option(None, "--attack", help="attack to run (repeatable); default: all the access allows"),
+    params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping attack names to their parameters"),
+    num_targets: int = typer.Option(64, "--num-targets", help="private test inputs attacked"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
+) -> None:
+    """Audit your own model: run every attack your declared access allows, and rank output defenses."""
+    from modelinv.experiment.audit import AuditConfig, load_params, run_audit
+    from modelinv.models.user import TORCHSCRIPT
+    from modelinv.validation import validate
+
+    if torchscript == (arch is not None):
+        raise ModelinvError("give exactly one of --arch NAME and --torchscript")
+    cfg = validate(
+        AuditConfig,
+        {
+            "model": str(model),
+            "arch": TORCHSCRIPT if torchscript else arch,
+            "data": {"source": data},
+            "access": access,
+            "white_box": white_box,
+            "attacks": attack or None,
+            "params": load_params(params),
+            "num_targets": num_targets,
+            "seed": seed,
+        },
+    )
+    summary = run_audit(cfg, out)
+    for line in summary["verdict"]:
+        console.print(line)
+    if summary["defenses"]:
+        best = summary["defenses"][0]
+        console.print(
+            f"Best defense per accuracy point: {best['defense']} ({best['metric']} {best['undefended']:.3f} -> {best['defended']:.3f}, "
+            f"accuracy {100 * best['accuracy']:.2f}%)"
+        )
+    console.print(f"report in {out / 'report.html'}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

@@ -35,9 +35,10 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: str = "lenet"
+    arch: str = Field("lenet", description="a registered architecture, or 'torchscript' with `weights`")
     args: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    weights: str | None = Field(None, description="a trained model to load instead of training: safetensors of `arch`, or a TorchScript file")
 
 
 class AccessConfig(Strict):

@@ -24,6 +24,7 @@ from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
 from modelinv.models.store import ModelRequest, train_or_load
 from modelinv.models.trainer import accuracy
+from modelinv.models.user import file_digest, load_user_model
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
 from modelinv.report.grid import save_class_grid, save_grid
 from modelinv.seeding import seed_everything
@@ -63,7 +64,19 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
 def train_model(
     role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int, defense: Defense | None = None
 ) -> tuple[LayeredNet, dict[str, Any]]:
-    """Train (or load from the cache) a classifier described by `model` on `data`, with `defense`'s training."""
+    """Train (or load from the cache) a classifier described by `model` on `data`, with `defense`'s training.
+
+    With `model.weights` the given model is loaded instead (a user's own, for an audit): nothing is trained,
+    so a defense that changes training is refused."""
+    if model.weights is not None:
+        if defense is not None and defense.training_spec():
+            raise ModelinvError(
+                f"defense '{defense.name}' changes how the {role} is trained; it cannot apply to given weights ({role}.weights)"
+                + (": set defense.params.train to false" if "train" in type(defense.params).model_fields else "")
+            )
+        net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args)
+        meta = {"path": str(model.weights), "sha256": file_digest(Path(model.weights)), "cached": True, "metrics": {"test_acc": accuracy(net, test)}}
+        return net, meta
     request = ModelRequest(
         role=role,
         arch=model.arch,
@@ -98,7 +111,10 @@ def make_defense(cfg: ExperimentConfig, data: Dataset) -> Defense | None:
         return None
     layer = None
     if DEFENSES.get(cfg.defense.name).needs_layer:
-        skeleton = build_model(cfg.target.arch, data.input_shape, data.num_classes, **cfg.target.args)
+        if cfg.target.weights is not None:
+            skeleton = load_user_model(Path(cfg.target.weights), cfg.target.arch, data.input_shape, data.num_classes, cfg.target.args)
+        else:
+            skeleton = build_model(cfg.target.arch, data.input_shape, data.num_classes, **cfg.target.args)
         layer = cut_layer(cfg, skeleton, needed=True)
     defense = build_defense(cfg.defense.name, cfg.defense.params, layer)
     if isinstance(defense, OutputDefense):
@@ -215,7 +231,11 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "attack_details": meta,
         "timings": {**setting.timings, "metrics": time.perf_counter() - start},
         "data_hashes": splits.digests(),
-        "checkpoints": {"target": setting.target_meta["path"], "evaluator": setting.evaluator_meta["path"]},
+        "checkpoints": {
+            "target": setting.target_meta["path"],
+            "evaluator": setting.evaluator_meta["path"],
+            **({"target_sha256": setting.target_meta["sha256"]} if "sha256" in setting.target_meta else {}),
+        },
         "versions": versions(),
     }
     images = {"reconstructions": reconstruction.images, "labels": labels}

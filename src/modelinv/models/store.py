@@ -99,25 +99,30 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+def load_weights(path: Path, model: nn.Module, arch: str) -> None:
+    """Load a safetensors state dict into `model`; missing, corrupted or mismatched files give one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelinvError(f"checkpoint not found: {path}")
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors reports corruption with several exception types
+        raise ModelinvError(f"corrupted checkpoint file {path}: {str(err).splitlines()[0]}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        reason = " ".join(str(err).split())[:200]
+        raise ModelinvError(f"checkpoint {path} does not match architecture '{arch}': {reason}") from None
+
+
 def load_checkpoint(directory: Path, expect_key: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the architecture named in `model.json` and load its safetensors weights."""
     directory = Path(directory)
     config = read_config(directory)
     if expect_key is not None and config.get("request_key") != expect_key:
         raise ModelinvError(f"checkpoint {directory / CONFIG} was produced by a different request; delete it to retrain")
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise ModelinvError(f"checkpoint not found: {weights}")
-    try:
-        state = load_file(str(weights))
-    except Exception as err:  # safetensors reports corruption with several exception types
-        raise ModelinvError(f"corrupted checkpoint file {weights}: {str(err).splitlines()[0]}") from None
     model = build_model(config["arch"], tuple(config["input_shape"]), config["num_classes"], **config.get("args", {}))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        reason = " ".join(str(err).split())[:200]
-        raise ModelinvError(f"checkpoint {weights} does not match architecture '{config['arch']}': {reason}") from None
+    load_weights(directory / WEIGHTS, model, config["arch"])
     model.eval()
     return model, config
 
