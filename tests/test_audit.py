@@ -14,8 +14,10 @@ from helpers import assert_one_line_error, cli, invoke
 from modelinv.data import load
 from modelinv.errors import ModelinvError
 from modelinv.experiment.audit import AuditConfig, applicable_attacks, rank_defenses
-from modelinv.experiment.runner import prepare
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.runner import prepare, run_experiment
 from modelinv.models import build_model
+from modelinv.models.user import load_user_model
 
 FAST = {"inverse-net": {"epochs": 8}}
 
@@ -98,3 +100,29 @@ def test_audit_errors_are_one_line(user_lenet, tmp_path, capsys):
     with pytest.raises(ModelinvError, match="needs white-box access"):
         cfg = AuditConfig(model=str(user_lenet), arch="lenet", data={"source": "mnist5k"}, access="features:relu2", attacks=["rmle"])
         applicable_attacks(cfg, prepare(cfg.experiment("rmle")))
+
+
+def test_torchscript_models_are_cut_at_their_sequential_children(tmp_path):
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    torch.jit.script(seq).save(str(tmp_path / "seq.pt"))
+    net = load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 10, {})
+    x = torch.rand(4, 1, 28, 28)
+    assert net.cut_layers == ["0", "1", "2", "3"]
+    assert torch.allclose(net(x), seq(x)) and torch.allclose(net.features(x, "2"), seq[:3](x))
+    with pytest.raises(ModelinvError, match="returns shape \\(10,\\) per input; the data has 5 classes"):
+        load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 5, {})
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelinvError, match="not a TorchScript file"):
+        load_user_model(tmp_path / "junk.pt", "torchscript", (1, 28, 28), 10, {})
+
+
+def test_given_weights_refuse_training_defenses(user_lenet):
+    cfg = ExperimentConfig(
+        target={"arch": "lenet", "weights": str(user_lenet)},
+        access={"observe": "features", "layer": "relu2"},
+        attack={"name": "inverse-net"},
+        defense={"name": "laplace-noise", "params": {"scale": 0.5}},
+    )
+    with pytest.raises(ModelinvError, match="cannot apply to given weights .*set defense.params.train to false"):
+        run_experiment(cfg)
