@@ -152,7 +152,8 @@ def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*(fmt(row.get(c)) for c in columns))
-    Console(width=max(console.width, 120)).print(table)
+    natural = Console(width=10_000).measure(table).maximum
+    Console(width=max(console.width, 120, natural)).print(table)
 
 
 @app.command()
@@ -221,27 +222,95 @@ def audit(
     console.print(f"report in {out / 'report.html'}")
 
 
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="grid config (YAML): a scenario plus lists of datasets, targets, defenses, attacks and seeds"),
+    out: Path = typer.Option(..., "--out", help="directory for results.sqlite and runs/<run_id>/"),
+    executor: str = typer.Option("local", "--executor", help="local (a process per core) or ray (tasks on a Ray cluster)"),
+    address: Optional[str] = typer.Option(None, "--address", help="address of a Ray cluster; default: start a local Ray instance"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="runs at once; default: the cores (local) or the cluster's CPUs (ray)"),
+) -> None:
+    """Run a grid of experiments in parallel; finished runs are kept, and running it again computes only the rest."""
+    import shlex
+
+    from modelinv.experiment.config import load_config
+    from modelinv.experiment.grid import GridConfig
+    from modelinv.experiment.sweep import run_sweep, table
+
+    start = time.perf_counter()
+    grid = load_config(config, GridConfig)
+    command = shlex.join(["modelinv", *sys.argv[1:]])
+    rows = run_sweep(grid, out, executor, address, workers, command=command, log=console.print)
+    print_table(f"sweep {config}", *table(rows))
+    console.print(f"results in {out / 'results.sqlite'}: `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")
+
+
+def print_csv(records: list[dict]) -> None:
+    """Every field of every record, nested values as JSON."""
+    import csv
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in records for k in r)))
+    writer.writeheader()
+    writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in records)
+
+
+@app.command()
+def results(
+    directory: Path = typer.Argument(..., help="a sweep's output directory (holding results.sqlite)"),
+    output_format: str = typer.Option("table", "--format", help="table, csv or json"),
+    where: Optional[list[str]] = typer.Option(None, "--where", help="FIELD=VALUE: only matching runs, e.g. defense=none (repeatable)"),
+    board: bool = typer.Option(False, "--leaderboard", help="attacks ranked per defense and metric, mean +- std over seeds"),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="only this metric (repeatable)"),
+) -> None:
+    """Show a sweep's finished runs, or its leaderboard."""
+    from dataclasses import asdict
+
+    from modelinv.experiment.leaderboard import leaderboard
+    from modelinv.experiment.results import ResultsStore, select
+    from modelinv.experiment.sweep import table
+    from modelinv.metrics import METRICS
+
+    if output_format not in ("table", "csv", "json"):
+        raise ModelinvError(f"unknown format '{output_format}' (known: table, csv, json)")
+    for name in metric or []:
+        METRICS.get(name)
+    store = ResultsStore(directory, create=False)
+    try:
+        rows = select(store.rows(), where or [])
+    finally:
+        store.close()
+    if board:
+        records = [asdict(entry) for entry in leaderboard(rows, metric or None)]
+        columns = ("scope", "metric", "rank", "attack", "mean +- std", "seeds", "target acc")
+        shown = [{**r, "mean +- std": f"{r['mean']:.3f} +- {r['std']:.3f}", "target acc": r["target_test_acc"]} for r in records]
+    else:
+        records = rows
+        columns, shown = table(rows, metric, ids=True)
+    if output_format == "json":
+        print(json.dumps(records, indent=2))
+    elif output_format == "csv":
+        print_csv(records)
+    else:
+        print_table(f"{'leaderboard' if board else 'runs'} in {directory}", columns, shown)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except ModelinvError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; finished results are kept", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except typer.TyperException as exc:  # typer's usage errors: missing argument, unknown option, bad value
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    if code == 130:  # typer returns 130 for Ctrl-C when not in standalone mode
+        print("interrupted; finished results are kept", file=sys.stderr)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

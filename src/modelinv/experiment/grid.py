@@ -27,7 +27,7 @@ class GridConfig(Scenario):
     seeds: list[int] | None = Field(None, description="default: [seed]")
 
     def experiments(self) -> list[ExperimentConfig]:
-        """Every point of the grid, grouped so that runs sharing data, target, defense and seed are adjacent."""
+        """Every point of the grid, attacks innermost: runs sharing data, target, defense and seed are adjacent."""
         shared = self.model_dump(exclude={"datasets", "targets", "defenses", "attacks", "seeds", "data", "target", "seed"})
         points = itertools.product(
             self.datasets or [self.data], self.targets or [self.target], self.defenses, self.seeds or [self.seed], self.attacks
@@ -43,8 +43,3 @@ def run_id(cfg: ExperimentConfig) -> str:
     canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-
-def setting_key(cfg: ExperimentConfig) -> str:
-    """What a group of runs shares (data, target, evaluator, defense, seed): one worker trains it once."""
-    shared = cfg.model_dump(mode="json", include={"data", "target", "evaluator", "defense", "seed", "access"})
-    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]

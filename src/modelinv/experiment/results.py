@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
@@ -106,3 +106,23 @@ class ResultsStore:
         for run_id, cfg, row, artifacts, finished in self.db.execute("SELECT run_id, config, row, artifacts, finished FROM runs ORDER BY finished"):
             out.append({"run_id": run_id, **json.loads(row), "config": json.loads(cfg), "artifacts": artifacts, "finished": finished})
         return out
+
+
+def text(value: Any) -> str:
+    """A row value as a filter compares it: 'none' for a missing value, else its string form."""
+    return "none" if value is None else str(value)
+
+
+def select(rows: list[dict[str, Any]], where: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows matching every FIELD=VALUE filter, compared as `text`; several values of one field match any of them."""
+    wanted: dict[str, set[str]] = {}
+    for item in where:
+        field, sep, value = item.partition("=")
+        if not sep or not field.strip():
+            raise ModelinvError(f"invalid filter '{item}': expected FIELD=VALUE")
+        wanted.setdefault(field.strip(), set()).add(value.strip())
+    known = sorted({k for row in rows for k, v in row.items() if not isinstance(v, (dict, list))})
+    for field in wanted:
+        if rows and field not in known:
+            raise ModelinvError(f"unknown field '{field}' to filter on (known: {', '.join(known)})")
+    return [row for row in rows if all(text(row.get(field)) in values for field, values in wanted.items())]

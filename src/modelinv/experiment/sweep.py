@@ -1,0 +1,205 @@
+"""Run a grid of experiments in parallel, on local processes or a Ray cluster, into a results store.
+
+Each run is one task: the worker prepares its setting (models come from the cache once trained), runs
+the attack, writes `out/runs/<run_id>/` and returns the result row; the parent alone writes the store,
+one transaction per run as its result arrives. An interrupted sweep keeps every finished run, and
+rerunning it computes only the rest. Runs that could train the same model (a target, an evaluator, an
+attack's GAN) never run at the same time: the first trains and caches it, the others load it.
+On a Ray cluster of several machines, the output directory and $MODELINV_CACHE must be shared paths.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from modelinv.errors import ModelinvError
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.grid import GridConfig, run_id
+from modelinv.experiment.leaderboard import defense_label
+from modelinv.experiment.results import ResultsStore
+from modelinv.experiment.runner import check_names, run_experiment, write_run
+from modelinv.metrics import METRICS
+
+EXECUTORS = ("local", "ray")
+# The config fields that determine each model a run may train and cache for the runs after it
+# (the default evaluator's architecture follows the target's).
+SHARED_MODELS = {
+    "target": {"data": True, "target": True, "defense": True, "seed": True, "access": True},
+    "evaluator": {"data": True, "target": {"arch"}, "evaluator": True, "seed": True},
+    "attack": {"data": True, "attacker_data": True, "attack": True, "seed": True},
+}
+
+
+def run_one(cfg: ExperimentConfig, run_dir: str, threads: int) -> dict[str, Any]:
+    """The task a worker runs: one experiment, its artifacts written to `run_dir`; returns the result row."""
+    os.environ["MODELINV_QUIET"] = "1"  # progress bars of parallel workers would garble each other
+    torch.set_num_threads(threads)
+    row, images = run_experiment(cfg)
+    write_run(Path(run_dir), cfg, row, images)
+    return row
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    """'attack rmle, defense none, seed 0, lenet on mnist5k': how errors and progress name a run."""
+    d = cfg.defense
+    defense = defense_label({"defense": d and d.name, "defense_params": d and d.params})
+    return f"attack {cfg.attack.name}, defense {defense}, seed {cfg.seed}, {cfg.target.arch} on {cfg.data.source}"
+
+
+def shared_models(cfg: ExperimentConfig) -> set[str]:
+    """Keys of the models the run may train (target, evaluator, the attack's own): runs sharing a key may train the same model."""
+    return {f"{name}:{json.dumps(cfg.model_dump(mode='json', include=fields), sort_keys=True)}" for name, fields in SHARED_MODELS.items()}
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initialiser: exit when the sweep process dies (killed), rather than linger as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class LocalExecutor:
+    """A pool of `workers` spawned processes on this machine, sharing its cores' threads."""
+
+    def __init__(self, workers: int):
+        self.slots = workers
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+    def submit(self, cfg: ExperimentConfig, run_dir: Path):
+        return self.pool.submit(run_one, cfg, str(run_dir), self.threads)
+
+    def wait(self, handles: list) -> list:
+        return list(wait(handles, return_when=FIRST_COMPLETED).done)
+
+    def result(self, handle) -> dict[str, Any]:
+        return handle.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class RayExecutor:
+    """Ray tasks of one CPU each: on the cluster at `address`, else on a local instance of `workers` CPUs."""
+
+    def __init__(self, workers: int | None, address: str | None):
+        try:
+            import ray
+        except ImportError:
+            raise ModelinvError("--executor ray needs Ray: pip install 'modelinv[ray]'") from None
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            local = {} if address else {"num_cpus": workers or os.cpu_count(), "include_dashboard": False}
+            ray.init(address=address, **local)
+        self.slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.task = ray.remote(num_cpus=1)(run_one)
+
+    def submit(self, cfg: ExperimentConfig, run_dir: Path):
+        return self.task.remote(cfg, str(run_dir), 1)
+
+    def wait(self, handles: list) -> list:
+        return self.ray.wait(handles, num_returns=1)[0]
+
+    def result(self, handle) -> dict[str, Any]:
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayTaskError as err:
+            if isinstance(err.cause, ModelinvError):
+                raise err.cause from None
+            raise
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def execute(executor, todo: dict[str, ExperimentConfig], runs_dir: Path) -> Iterator[tuple[str, ExperimentConfig, dict[str, Any]]]:
+    """Yield (run_id, config, row) as runs finish, at most `executor.slots` at once, in grid order where
+    possible but never two runs that may train the same model. After a run fails, nothing new starts;
+    the runs in flight finish (and are yielded), then the failure is raised naming the run."""
+    pending = dict(todo)
+    trained: set[str] = set()
+    running: dict[Any, tuple[str, ExperimentConfig, set[str]]] = {}
+    failure: ModelinvError | None = None
+    while pending or running:
+        busy = set().union(*(keys for _, _, keys in running.values()))
+        for rid, cfg in list(pending.items()):
+            keys = shared_models(cfg) - trained
+            if len(running) < executor.slots and not keys & busy:
+                running[executor.submit(cfg, runs_dir / rid)] = (rid, cfg, keys)
+                busy |= keys
+                del pending[rid]
+        for handle in executor.wait(list(running)):
+            rid, cfg, keys = running.pop(handle)
+            try:
+                row = executor.result(handle)
+            except ModelinvError as err:
+                failure = failure or ModelinvError(f"run {rid} ({describe(cfg)}) failed: {err}")
+                pending.clear()
+                continue
+            trained |= keys
+            yield rid, cfg, row
+    if failure is not None:
+        raise failure
+
+
+def run_sweep(
+    grid: GridConfig,
+    out: Path,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    command: str = "",
+    log: Callable[[str], None] = lambda line: None,
+) -> list[dict[str, Any]]:
+    """Run every grid point not yet in `out`'s results store; return the grid's rows from the store, in grid order."""
+    if executor not in EXECUTORS:
+        raise ModelinvError(f"unknown executor '{executor}' (known: {', '.join(EXECUTORS)})")
+    if workers is not None and workers < 1:
+        raise ModelinvError(f"workers must be at least 1, not {workers}")
+    experiments = {run_id(cfg): cfg for cfg in grid.experiments()}
+    for cfg in experiments.values():  # unknown attacks, defenses, parameters or metrics fail before any work
+        check_names(cfg)
+    out = Path(out).resolve()  # workers may run in another directory, or on another machine of a Ray cluster
+    store = ResultsStore(out)
+    try:
+        store.record_sweep(command, grid.model_dump(mode="json"))
+        done = store.done()
+        todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
+        log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
+        if todo:
+            pool = LocalExecutor(min(len(todo), workers or os.cpu_count() or 1)) if executor == "local" else RayExecutor(workers, address)
+            try:
+                for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs"), start=1):
+                    store.record(rid, cfg, row, out / "runs" / rid)
+                    log(f"  [{count}/{len(todo)}] {describe(cfg)}: done (attack {row['seconds']:.1f} s)")
+            finally:
+                pool.close()
+        rows = {row["run_id"]: row for row in store.rows()}
+        return [rows[rid] for rid in experiments]
+    finally:
+        store.close()
+
+
+def table(rows: list[dict[str, Any]], metrics: list[str] | None = None, ids: bool = False) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """Columns and rows to print: (run_id,) attack, defense, seed, target accuracy and each metric the rows have;
+    data and model too where they vary."""
+    names = metrics or [m for m in METRICS.names() if any(m in row for row in rows)]
+    varying = tuple(c for c in ("data", "model") if len({row[c] for row in rows}) > 1)
+    columns = (("run_id",) if ids else ()) + varying + ("attack", "defense", "seed", "target acc", *names)
+    return columns, [{**row, "defense": defense_label(row), "target acc": row["target_test_acc"]} for row in rows]

@@ -1,0 +1,234 @@
+"""Sweeps: grid expansion, parallel runs into the results store, resuming after a kill, Ray, and `modelinv results`."""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import assert_one_line_error, cli, invoke
+from modelinv.experiment.grid import GridConfig, run_id
+from modelinv.experiment.leaderboard import leaderboard
+from modelinv.experiment.results import ResultsStore
+from modelinv.experiment.sweep import shared_models
+from modelinv.validation import validate
+
+SCENARIO = {
+    "data": {"source": "mnist5k"},
+    "target": {"arch": "lenet", "train": {"epochs": 1}},
+    "evaluator": {"arch": "eval-cnn", "train": {"epochs": 1}},
+    "access": {"observe": "features", "layer": "conv1", "white_box": "client"},
+    "num_targets": 8,
+    "metrics": ["mse", "psnr", "ssim", "attack_acc_top1"],
+}
+GRID = {
+    **SCENARIO,
+    "attacks": [{"name": "rmle", "params": {"iterations": 20}}, {"name": "inverse-net", "params": {"epochs": 1}}],
+    "defenses": [None, {"name": "laplace-noise", "params": {"scale": 0.5}}],
+    "seeds": [0, 1],
+}
+
+
+def write(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def runs(directory: Path) -> dict[str, tuple[float, dict[str, float]]]:
+    """run_id -> (finished, {metric: value}), read straight from the database."""
+    db = sqlite3.connect(directory / "results.sqlite", timeout=30)
+    try:
+        metrics: dict[str, dict[str, float]] = {}
+        for rid, name, value in db.execute("SELECT run_id, name, value FROM metrics"):
+            metrics.setdefault(rid, {})[name] = value
+        return {rid: (finished, metrics[rid]) for rid, finished in db.execute("SELECT run_id, finished FROM runs")}
+    finally:
+        db.close()
+
+
+def finished_runs(directory: Path) -> int:
+    """How many runs the database holds so far (0 before the sweep has created it)."""
+    try:
+        return len(runs(directory)) if (directory / "results.sqlite").exists() else 0
+    except sqlite3.OperationalError:  # created, tables not yet
+        return 0
+
+
+def outcomes(directory: Path) -> dict[str, dict[str, float]]:
+    """Every run's metrics but its wall-clock time."""
+    return {rid: {k: v for k, v in m.items() if k != "seconds"} for rid, (_, m) in runs(directory).items()}
+
+
+def command(*args) -> list[str]:
+    return [sys.executable, "-m", "modelinv.cli", *map(str, args)]
+
+
+def live_members(group: int) -> list[int]:
+    """Processes of a process group that are still running (zombies excluded), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue
+        if int(pgrp) == group and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_grid_expansion():
+    grid = validate(GridConfig, GRID)
+    experiments = grid.experiments()
+    assert len(experiments) == 2 * 2 * 2
+    assert sum(e.defense is None for e in experiments) == 4
+    ids = [run_id(e) for e in experiments]
+    assert len(set(ids)) == 8 and ids == [run_id(e) for e in validate(GridConfig, GRID).experiments()]
+    undefended, defended = experiments[0], experiments[4]  # rmle, seed 0
+    assert (undefended.defense, defended.defense.name, undefended.seed, defended.seed) == (None, "laplace-noise", 0, 0)
+    shared = shared_models(undefended) & shared_models(defended)  # the evaluator and the attack's own, not the target
+    assert len(shared) == 2 and all(k.startswith(("evaluator:", "attack:")) for k in shared)
+    single = validate(GridConfig, {**SCENARIO, "attacks": [{"name": "rmle"}]}).experiments()
+    assert len(single) == 1 and single[0].defense is None and single[0].seed == 0
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The 2 attacks x 2 defenses x 2 seeds grid on mnist5k, swept on local processes: (directory, config, output)."""
+    out = tmp_path_factory.mktemp("sweep")
+    config = write(out.parent / f"{out.name}.yaml", GRID)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert invoke("sweep", config, "--out", out, "--executor", "local") == 0
+    return out, config, printed.getvalue()
+
+
+def test_local_sweep_then_rerun_computes_nothing(swept, capsys):
+    out, config, printed = swept
+    assert "8 runs: 0 finished before, 8 to run" in printed
+    first = runs(out)
+    assert len(first) == 8
+    for rid, (_, metrics) in first.items():
+        assert {"mse", "psnr", "ssim", "attack_acc_top1", "target_test_acc"} <= set(metrics)
+        assert json.loads((out / "runs" / rid / "results.json").read_text())["psnr"] == metrics["psnr"]
+        assert (out / "runs" / rid / "reconstructions.png").stat().st_size > 0
+    code, stdout, err = cli(capsys, "sweep", config, "--out", out)
+    assert code == 0, err
+    assert "8 runs: 8 finished before, 0 to run" in stdout
+    assert runs(out) == first  # same finish times: nothing recomputed
+    store = ResultsStore(out)
+    assert [s["command"].split()[:2] for s in store.sweeps()] == [["modelinv", "sweep"]] * 2
+    assert store.sweeps()[0]["config"]["seeds"] == [0, 1]
+    store.close()
+
+
+def test_results_formats_and_filters(swept, capsys):
+    out = swept[0]
+    code, stdout, err = cli(capsys, "results", out, "--metric", "psnr")
+    assert code == 0, err
+    assert stdout.count("inverse-net") == 4 and stdout.count("laplace-noise(scale=0.5, train=True)") == 4
+    assert all(rid in stdout for rid in runs(out)) and "psnr" in stdout and "ssim" not in stdout
+    code, stdout, _ = cli(capsys, "results", out, "--format", "json", "--where", "attack=rmle", "--where", "defense=none")
+    rows = json.loads(stdout)
+    assert code == 0 and sorted(r["seed"] for r in rows) == [0, 1]
+    assert all(r["attack"] == "rmle" and r["defense"] is None and "psnr" in r for r in rows)
+    code, stdout, _ = cli(capsys, "results", out, "--format", "csv", "--where", "seed=1", "--where", "defense=laplace-noise")
+    records = list(csv.DictReader(io.StringIO(stdout)))
+    assert code == 0 and len(records) == 2 and {r["attack"] for r in records} == {"rmle", "inverse-net"}
+    assert all(r["seed"] == "1" and json.loads(r["defense_params"])["scale"] == 0.5 for r in records)
+    assert {r["run_id"] for r in records} <= set(runs(out))
+    code, _, err = cli(capsys, "results", out, "--where", "atack=rmle")
+    assert_one_line_error(code, err, "unknown field 'atack'", "attack", "seed")
+    code, _, err = cli(capsys, "results", out, "--where", "attack")
+    assert_one_line_error(code, err, "FIELD=VALUE")
+    code, _, err = cli(capsys, "results", out.parent / "nowhere")
+    assert_one_line_error(code, err, "no results in")
+
+
+def test_leaderboard_ranks_by_each_metrics_direction(swept, capsys):
+    code, stdout, err = cli(capsys, "results", swept[0], "--leaderboard", "--format", "json", "--metric", "psnr", "--metric", "mse")
+    assert code == 0, err
+    entries = json.loads(stdout)
+    assert {e["metric"] for e in entries} == {"psnr", "mse"} and len(entries) == 2 * 2 * 2  # scopes x metrics x attacks
+    for scope in {e["scope"] for e in entries}:
+        psnr = [e for e in entries if e["scope"] == scope and e["metric"] == "psnr"]
+        mse = [e for e in entries if e["scope"] == scope and e["metric"] == "mse"]
+        assert [e["rank"] for e in psnr] == [1, 2] and psnr[0]["mean"] >= psnr[1]["mean"]
+        assert mse[0]["mean"] <= mse[1]["mean"] and all(e["seeds"] == 2 for e in psnr + mse)
+    code, stdout, _ = cli(capsys, "results", swept[0], "--leaderboard", "--metric", "psnr")
+    assert code == 0 and "mean +- std" in stdout and "mnist5k/lenet: none" in stdout
+    code, _, err = cli(capsys, "results", swept[0], "--leaderboard", "--metric", "psnrr")
+    assert_one_line_error(code, err, "unknown metric 'psnrr'")
+
+
+def test_leaderboard_pools_seeds():
+    base = {"data": "mnist5k", "model": "lenet", "defense": None, "target_test_acc": 0.9}
+    rows = [
+        {**base, "attack": "weak", "psnr": 10.0, "mse": 0.2},
+        {**base, "attack": "weak", "psnr": 12.0, "mse": 0.1},
+        {**base, "attack": "strong", "psnr": 30.0, "mse": 0.01},
+        {**base, "attack": "strong", "psnr": 30.0, "mse": 0.03},
+    ]
+    board = {(e.metric, e.rank): e for e in leaderboard(rows)}
+    assert board["psnr", 1].attack == "strong" and board["psnr", 2].attack == "weak"
+    assert (board["psnr", 2].mean, round(board["psnr", 2].std, 6), board["psnr", 2].seeds) == (11.0, round(2**0.5, 6), 2)
+    assert board["mse", 1].attack == "strong" and board["psnr", 1].scope == "mnist5k/lenet: none"
+
+
+def test_failing_run_stops_the_sweep_with_one_line(tmp_path, capsys):
+    bad = {**SCENARIO, "access": {**SCENARIO["access"], "layer": "conv9"}}
+    config = write(tmp_path / "bad.yaml", {**bad, "attacks": [{"name": "rmle"}], "defenses": [{"name": "laplace-noise"}]})
+    code, _, err = cli(capsys, "sweep", config, "--out", tmp_path / "out", "--workers", "1")
+    assert_one_line_error(code, err, "attack rmle, defense laplace-noise", "seed 0", "no layer 'conv9'")
+    assert runs(tmp_path / "out") == {}
+    code, _, err = cli(capsys, "sweep", write(tmp_path / "typo.yaml", {**GRID, "attacks": [{"name": "rmlee"}]}), "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "unknown attack 'rmlee'")
+    code, _, err = cli(capsys, "sweep", config, "--out", tmp_path / "o", "--executor", "spark")
+    assert_one_line_error(code, err, "unknown executor 'spark'")
+
+
+def test_killed_sweep_resumes_without_recomputing(tmp_path, capsys):
+    grid = {**SCENARIO, "attacks": [{"name": "rmle", "params": {"iterations": 20}}, {"name": "inverse-net", "params": {"epochs": 2}}]}
+    config, out = write(tmp_path / "grid.yaml", {**grid, "seeds": [0, 1]}), tmp_path / "out"
+    proc = subprocess.Popen(command("sweep", config, "--out", out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not finished_runs(out):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the sweep process only: its workers must notice and exit
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while live_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not live_members(proc.pid), "workers outlived the killed sweep"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = runs(out)
+    assert 1 <= len(before) < 4
+    code, stdout, err = cli(capsys, "sweep", config, "--out", out)
+    assert code == 0, err
+    assert f"4 runs: {len(before)} finished before, {4 - len(before)} to run" in stdout
+    after = runs(out)
+    assert len(after) == 4 and all(after[rid] == before[rid] for rid in before)
+
+
+def test_ray_sweep_gives_the_local_rows(swept, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'modelinv[ray]')")
+    out, config, _ = swept
+    env = {**os.environ, "MODELINV_CACHE": str(tmp_path / "cache")}  # Ray's workers train their own models
+    proc = subprocess.run(command("sweep", config, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2"), env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 runs: 0 finished before, 8 to run" in proc.stdout
+    assert outcomes(tmp_path / "ray") == outcomes(out)  # seeded runs: the same numbers, to the bit
