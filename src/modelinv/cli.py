@@ -294,6 +294,17 @@ def results(
         print_table(f"{'leaderboard' if board else 'runs'} in {directory}", columns, shown)
 
 
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="a results directory (from `modelinv sweep` or `modelinv audit`)"),
+    title: str = typer.Option("modelinv report", "--title", help="page title"),
+) -> None:
+    """Write DIR/report.html: verdict, leaderboard, privacy-utility plots, every run's images, environment."""
+    from modelinv.report.html import write_report
+
+    console.print(f"wrote {write_report(directory, title=title)}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

@@ -9,13 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-
-from modelinv.experiment.config import TradeoffConfig  # noqa: E402
-from modelinv.experiment.runner import check_names, dump_config, prepare, run_experiment, write_json  # noqa: E402
+from modelinv.experiment.config import TradeoffConfig
+from modelinv.experiment.runner import check_names, dump_config, prepare, run_experiment, write_json
+from modelinv.report.plots import tradeoff_figure
 
 SUCCESS = {"reconstruct": ("psnr", "ssim"), "class": ("attack_acc_top1",)}
 
@@ -89,23 +85,11 @@ def _fmt(value: Any) -> str:
 
 def plot(cfg: TradeoffConfig, rows: list[dict[str, Any]], path: Path) -> None:
     """Target accuracy against each attack-success metric, one panel each; the undefended model is a star."""
-    pairs = series(rows)
     table = by_strength(rows)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
-    for ax, (attack, metric) in zip(axes[0], pairs):
+    panels = []
+    for attack, metric in series(rows):
         key = f"{attack} {metric}"
-        swept = [(k, e) for k, e in table.items() if k is not None]
-        ax.plot([e[key] for _, e in swept], [e["target_acc"] for _, e in swept], "o-", label=cfg.sweep.defense)
-        for k, e in swept:
-            ax.annotate(f"{k:g}", (e[key], e["target_acc"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        if None in table:
-            ref = table[None]
-            ax.plot([ref[key]], [ref["target_acc"]], "r*", markersize=12, label="no defense")
-        ax.set_xlabel(f"{attack} {metric} (attack success)")
-        ax.set_ylabel("target test accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{cfg.sweep.defense}: {cfg.sweep.param} in {cfg.sweep.values}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        swept = [(e[key], e["target_acc"], f"{k:g}") for k, e in table.items() if k is not None]
+        reference = (table[None][key], table[None]["target_acc"]) if None in table else None
+        panels.append((f"{attack} {metric}", {cfg.sweep.defense: swept}, reference))
+    tradeoff_figure(panels, f"{cfg.sweep.defense}: {cfg.sweep.param} in {cfg.sweep.values}", path)
