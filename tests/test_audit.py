@@ -46,7 +46,7 @@ def audit_dir(user_lenet, tmp_path_factory):
     params = out.parent / "params.yaml"
     params.write_text(yaml.safe_dump(FAST))
     args = ["audit", "--model", str(user_lenet), "--arch", "lenet", "--data", "mnist5k", "--access", "features:relu2"]
-    assert invoke(*args, "--params", params, "--num-targets", 16, "--out", out) == 0
+    assert invoke(*args, "--params", params, "--num-targets", 16, "--evaluator-epochs", 5, "--out", out) == 0
     return out
 
 
@@ -98,7 +98,8 @@ def test_audit_errors_are_one_line(user_lenet, tmp_path, capsys):
     code, _, err = cli(capsys, *common, "--arch", "cnn-split", "--access", "features")
     assert_one_line_error(code, err, "does not match architecture 'cnn-split'")
     with pytest.raises(ModelinvError, match="needs white-box access"):
-        cfg = AuditConfig(model=str(user_lenet), arch="lenet", data={"source": "mnist5k"}, access="features:relu2", attacks=["rmle"])
+        judge = {"arch": "eval-cnn", "train": {"epochs": 5}}  # the audit fixture's judge, from the cache
+        cfg = AuditConfig(model=str(user_lenet), arch="lenet", data={"source": "mnist5k"}, access="features:relu2", attacks=["rmle"], evaluator=judge)
         applicable_attacks(cfg, prepare(cfg.experiment("rmle")))
 
 

@@ -106,8 +106,12 @@ def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     config = write(out.parent / f"{out.name}.yaml", GRID)
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert invoke("sweep", config, "--out", out, "--executor", "local") == 0
+    cache, os.environ["MODELINV_CACHE"] = os.environ["MODELINV_CACHE"], str(out.parent / f"{out.name}-cache")
+    try:  # a cache of its own, so its workers train every model as the Ray sweep's do (same threads: same bits)
+        with contextlib.redirect_stdout(printed):
+            assert invoke("sweep", config, "--out", out, "--executor", "local", "--workers", 2) == 0
+    finally:
+        os.environ["MODELINV_CACHE"] = cache
     return out, config, printed.getvalue()
 
 

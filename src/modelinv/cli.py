@@ -186,11 +186,13 @@ def audit(
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="attack to run (repeatable); default: all the access allows"),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping attack names to their parameters"),
     num_targets: int = typer.Option(64, "--num-targets", help="private test inputs attacked"),
+    evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", help="training epochs of the judge (default 20)"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
     from modelinv.experiment.audit import AuditConfig, load_params, run_audit
+    from modelinv.models import evaluator_arch_for
     from modelinv.models.user import TORCHSCRIPT
     from modelinv.validation import validate
 
@@ -208,6 +210,7 @@ def audit(
             "params": load_params(params),
             "num_targets": num_targets,
             "seed": seed,
+            "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch or TORCHSCRIPT), "train": {"epochs": evaluator_epochs}},
         },
     )
     summary = run_audit(cfg, out)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from modelinv.attacks import ATTACKS
 from modelinv.errors import AccessDenied, ModelinvError
-from modelinv.experiment.config import DataConfig, DefenseConfig, ExperimentConfig, Strict
+from modelinv.experiment.config import DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Strict
 from modelinv.experiment.grid import run_id
 from modelinv.experiment.leaderboard import defense_label
 from modelinv.experiment.results import ResultsStore
@@ -47,6 +47,7 @@ class AuditConfig(Strict):
     defenses: list[DefenseConfig] | None = Field(None, description="default: the output defenses for the access, 3 strengths each")
     num_targets: int = Field(64, ge=1)
     per_class: int = Field(5, ge=1)
+    evaluator: ModelConfig | None = Field(None, description="the judge; default: as in experiments")
 
     def experiment(self, attack: str, defense: DefenseConfig | None = None) -> ExperimentConfig:
         observe, _, layer = self.access.partition(":")
@@ -61,6 +62,7 @@ class AuditConfig(Strict):
             defense=defense,
             num_targets=self.num_targets,
             per_class=self.per_class,
+            evaluator=self.evaluator,
         )
 
     def output_defenses(self) -> list[DefenseConfig]:

@@ -107,10 +107,13 @@ class RayExecutor:
             local = {} if address else {"num_cpus": workers or os.cpu_count(), "include_dashboard": False}
             ray.init(address=address, **local)
         self.slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # On a local instance each task gets the local executor's share of this machine's cores, so that
+        # both executors compute with the same number of threads and give the same bits.
+        self.threads = 1 if address else max(1, (os.cpu_count() or 1) // self.slots)
         self.task = ray.remote(num_cpus=1)(run_one)
 
     def submit(self, cfg: ExperimentConfig, run_dir: Path):
-        return self.task.remote(cfg, str(run_dir), 1)
+        return self.task.remote(cfg, str(run_dir), self.threads)
 
     def wait(self, handles: list) -> list:
         return self.ray.wait(handles, num_returns=1)[0]
