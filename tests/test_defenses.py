@@ -168,8 +168,8 @@ def mi_face_on_digits(defense):
     return run_experiment(cfg)[0]
 
 
-@pytest.mark.parametrize("name,params", [("mid", {"beta": 1.0}), ("bido", {"a1": 5.0, "a2": 20.0})])
-def test_mid_and_bido_lower_mi_face_attack_accuracy_and_quality(name, params):
+@pytest.mark.parametrize("name,params", [("mid", {"beta": 1.0}), ("bido", {"a1": 5.0, "a2": 20.0}), ("dp-sgd", {"noise_multiplier": 1.0})])
+def test_training_defenses_lower_mi_face_attack_accuracy_and_quality(name, params):
     undefended = mi_face_on_digits(None)
     defended = mi_face_on_digits({"name": name, "params": params})
     assert defended["defense"] == name and defended["defense_params"] == {**defended["defense_params"], **params}
