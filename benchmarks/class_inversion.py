@@ -2,14 +2,19 @@
 
     python benchmarks/class_inversion.py                      # all attacks, seeds 0 1 2
     python benchmarks/class_inversion.py --attacks mi-face gmi --seeds 0
+    python benchmarks/class_inversion.py --sections attacks --attacks mirror-bb brep-mi rlb-mi   # add rows, keep the others
 
 Protocol: `class-disjoint` split of mnist5k (private digits 0-4 train a LeNet target and the
 `eval-cnn` judge; public digits 5-9 are the attacker's data, for GANs). Every attack inverts each
 private class `--per-class` times; the table gives mean +- std over seeds of the judge's top-1/top-5
 accuracy on the inversions, knn_dist, knn_ratio (knn_dist relative to real held-out images of the
-same classes), fid_eval, target gradient queries and wall time. A blank image and the mean public
-image are scored alongside as calibration. Writes Markdown (default
-benchmarks/results/class_inversion.md) and the raw rows as JSON beside it.
+same classes), fid_eval, target gradient evaluations, black-box queries and wall time. A blank image and
+the mean public image are scored alongside as calibration. The black-box rows (mirror-bb, rlb-mi on
+probabilities, brep-mi on labels) see the target only through a query oracle; the `+lomma` rows are the
+white-box GAN attacks with the LOMMA option, on the same seeds as the rows without it. Rerunning some
+`--attacks` replaces only those rows in the JSON: every row keeps the command, seeds and wall time of the
+run that produced it. Writes Markdown (default benchmarks/results/class_inversion.md) and the raw rows as
+JSON beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -40,8 +46,17 @@ ROWS = {
     "gmi": ("gmi", {}),
     "kedmi": ("kedmi", {}),
     "plg-mi": ("plg-mi", {}),
+    "gmi+lomma": ("gmi", {"lomma": True}),
+    "kedmi+lomma": ("kedmi", {"lomma": True}),
+    "plg-mi+lomma": ("plg-mi", {"lomma": True}),
+    "mirror-bb": ("mirror-bb", {}),
+    "brep-mi": ("brep-mi", {}),
+    "rlb-mi": ("rlb-mi", {}),
 }
-SUMMARY = ("attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "gradients", "seconds")
+# What each row's attacker sees: the black-box rows query the target's output, every other row has its weights.
+ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}}
+WHITE_BOX = {"observe": None, "white_box": "full"}
+SUMMARY = ("attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "gradients", "queries", "seconds")
 
 
 def config(row: str, seed: int, per_class: int, target: str = "lenet", split: str = "class-disjoint") -> ExperimentConfig:
@@ -52,7 +67,7 @@ def config(row: str, seed: int, per_class: int, target: str = "lenet", split: st
             "seed": seed,
             "data": {"source": "mnist5k", "split": split},
             "target": {"arch": target},
-            "access": {"observe": None, "white_box": "full"},
+            "access": ACCESS.get(row, WHITE_BOX),
             "attack": {"name": attack, "params": params},
             "per_class": per_class,
         },
@@ -123,33 +138,76 @@ def ordering(rows: list[dict], labels: list[str]) -> list[str]:
     saturated = [face for face in faces if mean[face]["attack_acc_top1"] == 1.0]
     if saturated:
         lines.append(f"- {', '.join(saturated)} already reach judge top-1 1.0 here, so no attack can exceed them in top-1 on this protocol.")
+    for label in (label for label in labels if label in ACCESS):
+        a = mean[label]["attack_acc_top1"]
+        lines.append(f"- {label} ({ACCESS[label]['observe']} only, no gradients): mean top-1 {a:.3f}, {'above' if a > 0.2 else 'NOT above'} chance (0.2).")
+    for label in (label for label in labels if label.endswith("+lomma") and label.removesuffix("+lomma") in mean):
+        base = label.removesuffix("+lomma")
+        lines.append(
+            f"- LOMMA on {base} (same seeds): top-1 {mean[base]['attack_acc_top1']:.3f} -> {mean[label]['attack_acc_top1']:.3f}, "
+            f"knn_ratio {mean[base]['knn_ratio']:.2f} -> {mean[label]['knn_ratio']:.2f}."
+        )
     ranked = sorted(labels, key=lambda label: mean[label]["knn_ratio"])
     lines.append("- By mean knn_ratio (closest to real private digits first): " + ", ".join(f"{label} {mean[label]['knn_ratio']:.2f}" for label in ranked) + ".")
     return lines
 
 
-def run_attacks(attacks: list[str], seeds: list[int], per_class: int) -> dict:
-    """Every attack row on every seed, and the trivial answers' scores per seed."""
-    rows, calibrations = [], []
+def run_attacks(attacks: list[str], seeds: list[int], per_class: int, done: dict[tuple[str, int], dict]) -> Iterator[dict]:
+    """Every attack row on every seed, and the trivial answers' scores per seed, yielded after each row so an
+    interrupted run keeps what it finished; the rows in `done` (by attack and seed) are kept, not recomputed."""
+    rows, calibrations, finished = [], [], []
     for seed in seeds:
         setting = prepare(config(attacks[0], seed, per_class))
         calibrations.append(calibration(setting, per_class))
+        finished.append(seed)
         for attack in attacks:
-            row, _ = run_experiment(config(attack, seed, per_class), setting)
-            row["row"] = attack
+            row = done.get((attack, seed))
+            if row is None:
+                row, _ = run_experiment(config(attack, seed, per_class), setting)
+                row["row"] = attack
+                print(f"seed {seed} {attack}: " + ", ".join(f"{k}={row[k]:.3g}" for k in SUMMARY), file=sys.stderr)
             rows.append(row)
-            print(f"seed {seed} {attack}: " + ", ".join(f"{k}={row[k]:.3g}" for k in SUMMARY), file=sys.stderr)
-    return {"attacks": attacks, "seeds": seeds, "rows": rows, "calibration": calibrations}
+            ran = [a for a in attacks if any(r["row"] == a for r in rows)]
+            yield {"attacks": ran, "seeds": list(finished), "rows": list(rows), "calibration": list(calibrations)}
+
+
+def finished_rows(section: dict | None, command: str) -> tuple[dict[tuple[str, int], dict], int]:
+    """The rows an earlier run of the same `command` stored (by attack and seed), and that run's seconds."""
+    runs = (section or {}).get("runs", {})
+    mine = {a for a, run in runs.items() if run["command"] == command}
+    rows = {(r["row"], r["seed"]): r for r in section["rows"] if r["row"] in mine} if mine else {}
+    return rows, max((runs[a]["seconds"] for a in mine), default=0)
 
 
 TARGET, JUDGE = "target_test_acc", "evaluator_test_acc"
 
 
+def merge_attacks(stored: dict | None, new: dict) -> dict:
+    """The stored attacks section with the rows of `new` replacing the stored rows of the same attacks; every
+    attack keeps its own run (command, seeds, seconds, threads, versions) and the calibration is kept per seed."""
+    provenance = ("command", "seconds", "threads", "versions", "seeds")
+    stored = stored or {"attacks": [], "rows": [], "seeds": [], "calibration": []}
+    runs = stored.get("runs") or {a: {k: stored[k] for k in provenance} for a in stored["attacks"]}  # one run made a section before rows were merged
+    runs = {**runs, **{a: {k: new[k] for k in provenance} for a in new["attacks"]}}
+    calibration = {**dict(zip(stored["seeds"], stored["calibration"])), **dict(zip(new["seeds"], new["calibration"]))}
+    seeds = sorted(calibration)
+    return {
+        "attacks": [a for a in ROWS if a in stored["attacks"] or a in new["attacks"]],
+        "runs": runs,
+        "seeds": seeds,
+        "rows": [r for r in stored["rows"] if r["row"] not in new["attacks"]] + new["rows"],
+        "calibration": [calibration[seed] for seed in seeds],
+    }
+
+
 def attack_lines(section: dict) -> list[str]:
-    rows, attacks, seeds = section["rows"], section["attacks"], " ".join(map(str, section["seeds"]))
+    rows, attacks, runs = section["rows"], section["attacks"], section["runs"]
     first = [r for r in rows if r["row"] == attacks[0]]
-    lines = [
-        f"`{section['command']}`: {section['seconds']} s on {section['threads']} threads.",
+    commands: dict[str, list[str]] = {}
+    for attack in attacks:
+        commands.setdefault(runs[attack]["command"], []).append(attack)
+    lines = [f"`{command}`: {runs[labels[0]]['seconds']} s on {runs[labels[0]]['threads']} threads (rows {', '.join(labels)})." for command, labels in commands.items()]
+    lines += [
         "",
         "- Private: mnist5k digits 0-4 (target LeNet and the `eval-cnn` judge are trained on them); public: digits 5-9 "
         "(the attacker's data, for its GAN). Chance accuracy is 0.2.",
@@ -158,19 +216,22 @@ def attack_lines(section: dict) -> list[str]:
         "- `knn_ratio` = knn_dist of the inversions / knn_dist of real held-out private images of the same classes "
         "(1 = as close to the private data as real unseen digits). Accuracy alone rewards adversarial noise and pixel "
         "distance mostly measures brightness, so read accuracy and knn_ratio together.",
-        f"- Mean +- standard deviation over seeds {seeds}; `gradients` counts target evaluations; `seconds` is the "
-        "attack's wall time (GAN training excluded: GANs are cached), inflated when other jobs shared the 2 cores.",
+        "- Mean +- standard deviation over the seeds listed per row; `gradients` counts target evaluations through the "
+        "white-box oracle, `queries` inputs sent to the black-box oracle (probabilities or labels only: the mirror-bb, "
+        "brep-mi and rlb-mi rows); `seconds` is the attack's wall time (GAN and surrogate training excluded: they are "
+        "cached), inflated when other jobs shared the 2 cores. `+lomma` rows: the attack above them with `lomma: true`.",
         "",
-        "| attack | " + " | ".join(SUMMARY) + " |",
-        "|---|" + "---|" * len(SUMMARY),
+        "| attack | seeds | " + " | ".join(SUMMARY) + " |",
+        "|---|---|" + "---|" * len(SUMMARY),
     ]
     for attack in attacks:
         mine = [r for r in rows if r["row"] == attack]
-        lines.append(f"| {attack} | " + " | ".join(mean_std([r[k] for r in mine]) for k in SUMMARY) + " |")
+        seeds = " ".join(str(r["seed"]) for r in mine)
+        lines.append(f"| {attack} | {seeds} | " + " | ".join(mean_std([r[k] for r in mine]) for k in SUMMARY) + " |")
     calibrations = section["calibration"]
     for name in calibrations[0]:
         values = [c[name] for c in calibrations]
-        lines.append(f"| _{name}_ | " + " | ".join(mean_std([v[k] for v in values]) if k in values[0] else "-" for k in SUMMARY) + " |")
+        lines.append(f"| _{name}_ | {' '.join(map(str, section['seeds']))} | " + " | ".join(mean_std([v[k] for v in values]) if k in values[0] else "-" for k in SUMMARY) + " |")
     return lines + ordering(rows, attacks)
 
 
@@ -215,15 +276,25 @@ def main() -> None:
         parser.error(f"no stored {' or '.join(sorted(missing))} section in {stored}: run it too")
     provenance = {"threads": torch.get_num_threads(), "versions": versions()}
     if "attacks" in args.sections:
-        start = time.perf_counter()
-        section = run_attacks(args.attacks, args.seeds, args.per_class)
         command = (f"python benchmarks/class_inversion.py --sections attacks --attacks {' '.join(args.attacks)} "
                    f"--seeds {' '.join(map(str, args.seeds))} --per-class {args.per_class}{threads}")
-        results["attacks"] = {"command": command, "seconds": round(time.perf_counter() - start), **provenance, **section}
+        done, earlier = finished_rows(results.get("attacks"), command)
+        start = time.perf_counter()
+        for section in run_attacks(args.attacks, args.seeds, args.per_class, done):
+            results = json.loads(stored.read_text()) if stored.is_file() else {}  # rows another run stored meanwhile are kept
+            seconds = earlier + round(time.perf_counter() - start)
+            results["attacks"] = merge_attacks(results.get("attacks"), {"command": command, "seconds": seconds, **provenance, **section})
+            write(args.out, results)
     if "speed" in args.sections:
         start = time.perf_counter()
         speed = mi_face_speed()
         results["speed"] = {"command": f"python benchmarks/class_inversion.py --sections speed{threads}", "seconds": round(time.perf_counter() - start), **provenance, **speed}
+    write(args.out, results)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+def write(out: Path, results: dict) -> None:
+    """The Markdown report and, beside it, the JSON every later run merges into."""
     lines = [
         "# Class-representative inversion: class-disjoint mnist5k",
         "",
@@ -233,11 +304,9 @@ def main() -> None:
         *attack_lines(results["attacks"]),
         *speed_lines(results["speed"]),
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    stored.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}", file=sys.stderr)
-
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
 
 if __name__ == "__main__":
     main()

@@ -50,3 +50,12 @@ def small_lenet(mnist_splits):
     )
     model, _ = train_or_load(request, data)
     return model
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the tests of a module that asks for it (`pytestmark = pytest.mark.usefixtures("one_thread")`), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -91,7 +91,7 @@ def test_describe_lists_datasets_and_prefixes():
     rows = {row["name"]: row for row in describe_datasets()}
     assert rows["mnist5k"]["kind"] == "image" and tuple(rows["mnist5k"]["shape"]) == (1, 28, 28)
     assert rows["breast-cancer"]["kind"] == "tabular"
-    assert {name.split(":")[0] for name in rows if ":" in name} == {"idx", "npz", "folder", "csv"}
+    assert {name.split(":")[0] for name in rows if ":" in name} == {"idx", "npz", "folder", "csv", "planted"}
     assert all(row["summary"] for row in rows.values())
     assert set(DATASETS.names()) == {"mnist5k", "digits", "breast-cancer"}
 

@@ -254,6 +254,7 @@ def test_describe_metrics_lists_every_metric():
     described = {d["name"]: d for d in describe_metrics()}
     assert set(described) == set(METRICS.names()) == {
         "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "dcor",
+        "attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage",
     }
     assert described["psnr"]["needs"] == ["truth"] and described["psnr"]["higher_is_better"] is True
     assert described["knn_dist"]["needs"] == ["evaluator", "private"] and not described["knn_dist"]["higher_is_better"]

@@ -182,6 +182,8 @@ def audit(
     torchscript: bool = typer.Option(False, "--torchscript", help="the model file is TorchScript (instead of --arch)"),
     data: str = typer.Option(..., "--data", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
     access: str = typer.Option(..., "--access", help="what the attacker sees: features[:LAYER], probs, logits or label"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="label column of a csv: source"),
+    tabular: Optional[Path] = typer.Option(None, "--tabular", help="YAML schema of tabular data: sensitive column, categorical levels, bins"),
     white_box: str = typer.Option("none", "--white-box", help="model part the attacker also knows: none, client, server, full"),
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="attack to run (repeatable); default: all the access allows"),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping attack names to their parameters"),
@@ -191,7 +193,7 @@ def audit(
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
-    from modelinv.experiment.audit import AuditConfig, load_params, run_audit
+    from modelinv.experiment.audit import AuditConfig, load_params, read_mapping, run_audit
     from modelinv.models import evaluator_arch_for
     from modelinv.models.user import TORCHSCRIPT
     from modelinv.validation import validate
@@ -203,7 +205,7 @@ def audit(
         {
             "model": str(model),
             "arch": TORCHSCRIPT if torchscript else arch,
-            "data": {"source": data},
+            "data": {"source": data, "label_column": label_column, "tabular": read_mapping(tabular, "tabular schema file") if tabular else None},
             "access": access,
             "white_box": white_box,
             "attacks": attack or None,
@@ -307,6 +309,125 @@ def report(
 
     console.print(f"wrote {write_report(directory, title=title)}")
 
+
+def parse_assignments(items: list[str], option: str) -> dict:
+    """NAME=VALUE pairs (VALUE read as YAML: numbers, booleans, strings) as a dict; a malformed one names `option`."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ModelinvError(f"invalid '{option}': expected NAME=VALUE, not '{item}'")
+        out[name] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def serve(
+    model: Path = typer.Option(..., "--model", help="a checkpoint directory of the store (weights.safetensors + model.json)"),
+    expose: str = typer.Option("probs", "--expose", help="what answers carry: probs, logits, top-k:K, label or features:LAYER"),
+    defense: Optional[str] = typer.Option(None, "--defense", help="an output defense applied to every answer (see `modelinv list defenses`)"),
+    defense_param: Optional[list[str]] = typer.Option(None, "--defense-param", help="NAME=VALUE parameter of the defense (repeatable)"),
+    db: Path = typer.Option(Path("serve.sqlite"), "--db", help="SQLite database of API keys and the query log"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="dataset whose training split gives the feature statistics of the out-of-distribution detector"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8000, "--port"),
+    max_batch: int = typer.Option(512, "--max-batch", help="most inputs in one request"),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="largest request body in MiB"),
+    seed: int = typer.Option(0, "--seed", help="seed of the server's random numbers (noise defenses)"),
+) -> None:
+    """Serve a checkpoint over HTTP behind API keys, rate limits and a query monitor (needs the `serve` extra)."""
+    import uvicorn
+
+    from modelinv.seeding import seed_everything
+    from modelinv.serve.app import create_app
+    from modelinv.serve.launch import load_served
+
+    seed_everything(seed)
+    params = parse_assignments(defense_param or [], "--defense-param")
+    served, summary = load_served(model, expose, db, defense, params, reference, max_batch, int(max_body_mb * 2**20))
+    console.print(f"serving {summary['arch']} {summary['input_shape']} exposing {expose}" + (f" under {defense}" if defense else "") + f" on http://{host}:{port} (keys and log in {db})")
+    if summary["reference"] is not None:
+        ref = summary["reference"]
+        console.print(f"out-of-distribution statistics from {ref['source']} ({'the training data' if ref['is_training_data'] else 'not the exact training data'}, sha256 {ref['digest'][:12]})")
+    try:
+        uvicorn.run(create_app(served), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        served.log.close()
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of a served model: create, list, revoke.")
+app.add_typer(keys_app, name="keys")
+DB_OPTION = typer.Option(Path("serve.sqlite"), "--db", help="SQLite database of the served model")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="who the key is for"),
+    rate: Optional[float] = typer.Option(None, "--rate", help="requests per second (default: unlimited)"),
+    burst: Optional[int] = typer.Option(None, "--burst", help="requests allowed at once before the rate applies"),
+    budget: Optional[int] = typer.Option(None, "--budget", help="inputs answered over the key's lifetime (default: unlimited)"),
+    admin: bool = typer.Option(False, "--admin", help="may read GET /v1/alerts"),
+    db: Path = DB_OPTION,
+) -> None:
+    """Create a key; the token is printed once and only its salted hash is stored."""
+    from modelinv.serve.keys import KeyStore
+
+    token, key = KeyStore(db).create(name, rate, burst, budget, admin)
+    console.print(f"key id {key.id} for '{name}'; token (shown once):")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List keys with their limits (never the tokens)."""
+    from dataclasses import asdict
+
+    from modelinv.serve.keys import KeyStore
+
+    keys = [asdict(k) for k in KeyStore(db, create=False).list()]
+    if as_json:
+        print(json.dumps(keys, indent=2))
+        return
+    rows = [{**k, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(k["created"])), "revoked": "yes" if k["revoked"] else "no"} for k in keys]
+    print_table(f"keys in {db}", ("id", "name", "admin", "rate", "burst", "budget", "created", "revoked"), rows)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="the key id (from `modelinv keys list`)"), db: Path = DB_OPTION) -> None:
+    """Revoke a key: the server refuses it from the next request on."""
+    from modelinv.serve.keys import KeyStore
+
+    key = KeyStore(db, create=False).revoke(key_id)
+    console.print(f"revoked key {key.id} ('{key.name}')")
+
+
+@app.command()
+def monitor(
+    db: Path = typer.Argument(..., help="the SQLite database of a served model"),
+    threshold: Optional[list[str]] = typer.Option(None, "--set", help="DETECTOR.PARAM=VALUE, e.g. volume.max_queries=500 (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Print the keys whose queries look like an inversion attack, with each detector's evidence."""
+    from dataclasses import asdict
+
+    from modelinv.serve.detectors import build_detectors, scan
+
+    params: dict = {}
+    for name, value in parse_assignments(threshold or [], "--set").items():
+        detector, _, param = name.partition(".")
+        params.setdefault(detector, {})[param] = value
+    alerts = scan(db, build_detectors(params))
+    if as_json:
+        print(json.dumps([asdict(a) for a in alerts], indent=2))
+        return
+    if not alerts:
+        console.print(f"no key flagged in {db}")
+    for alert in alerts:
+        console.print(f"key {alert.key_id} ('{alert.key_name}', {alert.queries} queries) flagged:")
+        for detector, evidence in alert.evidence.items():
+            console.print(f"  {detector}: {evidence}")
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""

@@ -1,6 +1,6 @@
 """Attacks, one file each, registered by name: `ATTACKS.get("rmle")(**params)(threat, targets, data)`."""
 
-from modelinv.attacks import gmi, inverse_net, kedmi, mi_face, plg_mi, rmle, shadow  # noqa: F401  (registration)
+from modelinv.attacks import brep_mi, fredrikson_attr, gmi, inverse_attr, inverse_net, kedmi, mi_face, mirror_bb, plg_mi, rlb_mi, rmle, shadow  # noqa: F401  (registration)
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 

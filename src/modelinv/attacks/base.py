@@ -29,11 +29,14 @@ class Targets:
     """What the attack is asked to invert.
 
     Reconstruction attacks get `observations` of private inputs (f1(x), probabilities, ...);
-    class-representative attacks get the `classes` to invert, one entry per image wanted.
+    class-representative attacks get the `classes` to invert, one entry per image wanted;
+    attribute-inference attacks get private `records` with the sensitive column hidden (NaN), their
+    `observations` when the attacker observes outputs, and their true labels as `classes`.
     """
 
     observations: torch.Tensor | None = None
     classes: torch.Tensor | None = None
+    records: torch.Tensor | None = None
 
 
 @dataclass
@@ -47,8 +50,9 @@ class Reconstruction:
 class Attack:
     """Base class: subclasses set `observes`, `white_box`, `goal`, `Params` and implement `run`.
 
-    `goal` is "reconstruct" (rebuild the specific private inputs behind observations) or "class"
-    (produce inputs representative of private classes). The registry sets `name`.
+    `goal` is "reconstruct" (rebuild the specific private inputs behind observations), "class"
+    (produce inputs representative of private classes) or "attribute" (complete private records whose
+    sensitive column is hidden). The registry sets `name`.
     """
 
     name: ClassVar[str]

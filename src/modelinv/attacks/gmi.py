@@ -14,6 +14,8 @@ iterations, 5 restarts, clip 1.
 As in the reference, the losses are averaged over a batch of latents (`batch_size`), so the step a
 latent takes scales with 1 / batch_size; a smaller last batch is divided by batch_size too, so every
 latent follows the same dynamics wherever it falls.
+
+With `lomma: true` the identity loss is LOMMA's (Nguyen et al., CVPR 2023; `modelinv.attacks.lomma`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
 from modelinv.gans import derive_seed, gan_config, requested_classes
@@ -31,7 +34,7 @@ from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
 
 
-class GMIParams(WGANGPConfig, AttackParams):
+class GMIParams(WGANGPConfig, LOMMAParams, AttackParams):
     lambda_id: float = Field(100.0, ge=0, description="weight of the identity loss CE(T(G(z)), y) against the prior loss -D(G(z))")
     lr: float = Field(1e-2, gt=0, description="SGD step size on the latents")
     momentum: float = Field(0.9, ge=0, lt=1, description="Nesterov momentum of the latent search")
@@ -54,28 +57,31 @@ class GMI(Attack):
         target = threat.white_box
         y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
         config = gan_config(WGANGPConfig, p)
-        generator, critic, gan = wgan_gp(attacker_data, target.model, config, derive_seed(gen))
+        seed = derive_seed(gen)
+        generator, critic, gan = wgan_gp(attacker_data, target.model, config, seed)
+        lomma = LOMMA(target, attacker_data, p, seed) if p.lomma else None
         z0 = torch.randn(p.restarts * len(y), p.latent_dim, generator=gen)
         labels = y.repeat(p.restarts)
         starts = range(0, len(z0), p.batch_size)
         with progress_bar("GMI latent search", len(starts) * p.iterations) as advance:
-            z = torch.cat([self.search(generator, critic, target, z0[i : i + p.batch_size], labels[i : i + p.batch_size], advance) for i in starts])
+            z = torch.cat([self.search(generator, critic, target, lomma, z0[i : i + p.batch_size], labels[i : i + p.batch_size], advance) for i in starts])
         with torch.no_grad():
             images = generator(z)
             scores = target(images).gather(1, labels[:, None]).view(p.restarts, len(y))
         best = scores.argmax(0)
         images = images.view(p.restarts, len(y), *images.shape[1:])[best, torch.arange(len(y))]
-        return Reconstruction(images, {"gan": gan, "best_restart": best.tolist(), "target_logit": scores.amax(0).tolist()})
+        meta = {"gan": gan, "best_restart": best.tolist(), "target_logit": scores.amax(0).tolist()}
+        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})
 
-    def search(self, generator, critic, target, z: torch.Tensor, y: torch.Tensor, advance) -> torch.Tensor:
-        """Minimise the prior plus weighted identity loss over latents `z` for classes `y`; return the final latents."""
+    def search(self, generator, critic, target, lomma: LOMMA | None, z: torch.Tensor, y: torch.Tensor, advance) -> torch.Tensor:
+        """Minimise the prior plus weighted identity loss (LOMMA's when given) over latents `z` for classes `y`; return the final latents."""
         p = self.params
         z = z.clone().requires_grad_()
         optimiser = torch.optim.SGD([z], lr=p.lr, momentum=p.momentum, nesterov=p.momentum > 0)
         for _ in range(p.iterations):
             images = generator(z)
             prior = -critic(images).sum() / p.batch_size
-            identity = F.cross_entropy(target(images), y, reduction="sum") / p.batch_size
+            identity = (lomma(images, y) if lomma else F.cross_entropy(target(images), y, reduction="none")).sum() / p.batch_size
             optimiser.zero_grad()
             (prior + p.lambda_id * identity).backward()
             optimiser.step()

@@ -13,6 +13,8 @@ samples G(mu_y + sigma_y * eps), one per requested image, so the images of a cla
 distribution. Defaults are the reference's: lambda_id 100, lr 2e-2, 1,500 iterations, one sample per
 class per step; like the reference there are no restarts (it reports averages over 5 draws from the
 learned distributions instead).
+
+With `lomma: true` the identity loss is LOMMA's (Nguyen et al., CVPR 2023; `modelinv.attacks.lomma`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
 from modelinv.gans import derive_seed, gan_config, requested_classes
@@ -33,7 +36,7 @@ INITIAL_LOG_VAR = 1.0
 """log sigma^2 at the start of the search, as in the reference code."""
 
 
-class KEDMIParams(KEDMIGANConfig, AttackParams):
+class KEDMIParams(KEDMIGANConfig, LOMMAParams, AttackParams):
     lambda_id: float = Field(100.0, ge=0, description="weight of the identity loss CE(T(G(z)), y)")
     lambda_prior: float = Field(1.0, ge=0, description="weight of the prior loss -log D(G(z))")
     lr: float = Field(2e-2, gt=0, description="Adam step size on the means and log-variances")
@@ -53,7 +56,9 @@ class KEDMI(Attack):
         target = threat.white_box
         y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
         config = gan_config(KEDMIGANConfig, p)
-        generator, discriminator, gan = kedmi_gan(target, attacker_data, config, derive_seed(gen))
+        seed = derive_seed(gen)
+        generator, discriminator, gan = kedmi_gan(target, attacker_data, config, seed)
+        lomma = LOMMA(target, attacker_data, p, seed) if p.lomma else None
         classes, which = y.unique(return_inverse=True)
         mu = torch.zeros(len(classes), p.latent_dim, requires_grad=True)
         log_var = torch.full((len(classes), p.latent_dim), INITIAL_LOG_VAR, requires_grad=True)
@@ -67,7 +72,7 @@ class KEDMI(Attack):
             for _ in range(p.iterations):
                 images = sample(torch.arange(len(classes)))
                 prior = F.softplus(-realness(discriminator(images))).mean()
-                identity = F.cross_entropy(target(images), classes)
+                identity = lomma(images, classes).mean() if lomma else F.cross_entropy(target(images), classes)
                 optimiser.zero_grad()
                 (p.lambda_prior * prior + p.lambda_id * identity).backward()
                 optimiser.step()
@@ -75,4 +80,4 @@ class KEDMI(Attack):
         with torch.no_grad():
             images = sample(which)
         meta = {"gan": gan, "final_prior_loss": prior.item(), "final_identity_loss": identity.item(), "sigma_mean_per_class": (0.5 * log_var).exp().mean(1).tolist()}
-        return Reconstruction(images, meta)
+        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})

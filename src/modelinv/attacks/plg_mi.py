@@ -9,6 +9,9 @@ augmentations A of the generated image,
 
 and return G(z*, c). Defaults are the paper's (lr 0.1, 600 iterations, alpha 0.2); the GAN
 departures for 28x28 digits on CPU are listed in `modelinv.gans.plg`.
+
+With `lomma: true` LOMMA's identity loss (Nguyen et al., CVPR 2023; `modelinv.attacks.lomma`) replaces
+L_inv on the two augmentations.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from pydantic import Field
 
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
 from modelinv.gans import derive_seed, gan_config, requested_classes
@@ -25,7 +29,7 @@ from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
 
 
-class PLGMIParams(PLGGANConfig, AttackParams):
+class PLGMIParams(PLGGANConfig, LOMMAParams, AttackParams):
     iterations: int = Field(600, ge=1, description="latent optimisation steps")
     lr: float = Field(0.1, gt=0, description="Adam step size on the latents")
 
@@ -43,17 +47,21 @@ class PLGMI(Attack):
         model = threat.white_box
         y = requested_classes(self.name, targets.classes, model.model.spec["num_classes"])
         config = gan_config(PLGGANConfig, p)
-        generator, gan = plg_gan(model, attacker_data, config, derive_seed(gen))
+        seed = derive_seed(gen)
+        generator, gan = plg_gan(model, attacker_data, config, seed)
+        lomma = LOMMA(model, attacker_data, p, seed) if p.lomma else None
+        identity = lomma or (lambda x, c: max_margin_loss(model(x), c))
         z = torch.randn(len(y), p.latent_dim, generator=gen).requires_grad_()
         optimiser = torch.optim.Adam([z], lr=p.lr)
         with progress_bar("plg-mi latent search", p.iterations) as advance:
             for _ in range(p.iterations):
                 images = generator(z, y)
-                loss = sum(max_margin_loss(model(random_augment(images, p.crop_area, p.rotation, gen)), y) for _ in range(2))
+                loss = sum(identity(random_augment(images, p.crop_area, p.rotation, gen), y) for _ in range(2))
                 optimiser.zero_grad()
                 loss.sum().backward()
                 optimiser.step()
                 advance(loss=loss.mean().item())
         with torch.no_grad():
             images = generator(z, y)
-        return Reconstruction(images, {"gan": gan, "final_loss": loss.detach().tolist()})
+        meta = {"gan": gan, "final_loss": loss.detach().tolist()}
+        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})

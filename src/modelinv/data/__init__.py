@@ -1,7 +1,7 @@
 """Data: bundled datasets and file sources behind one `load(source)`, and the threat-model splits.
 
 A source is a bundled dataset name (`mnist5k`, `digits`, `breast-cancer`) or a file source `PREFIX:PATH`
-(`idx:`, `npz:`, `folder:`, `csv:`). Images are float32 (N, C, H, W) in [0, 1]; labels index `classes`.
+(`idx:`, `npz:`, `folder:`, `csv:`), or the synthetic `planted:STRENGTH`. Images are float32 (N, C, H, W) in [0, 1]; labels index `classes`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from modelinv.data.bundled import DATASETS
+from modelinv.data import planted  # noqa: F401  (registration)
 from modelinv.data.files import FILE_SOURCES
 from modelinv.data.splits import SPLITS, make_splits
 from modelinv.data.transforms import resize, to_channels

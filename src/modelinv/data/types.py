@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from modelinv.data.schema import SensitiveAttribute
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,12 @@ class ImageDataset(Dataset):
 
 @dataclass(frozen=True)
 class TabularDataset(Dataset):
-    """Records: `x` float32 (N, D); `columns` names each feature; categorical columns hold level indices."""
+    """Records: `x` float32 (N, D); `columns` names each feature; categorical columns hold level indices;
+    `sensitive` is the column attribute-inference attacks guess (see modelinv.data.schema), if declared."""
 
     columns: tuple[str, ...] = ()
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sensitive: SensitiveAttribute | None = None
 
 
 @dataclass(frozen=True)

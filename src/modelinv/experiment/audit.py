@@ -32,7 +32,7 @@ DEFAULT_DEFENSES: dict[str, list[tuple[str, str, list[Any]]]] = {
     "label": [],
 }
 # The number that says how well an attack of each goal succeeds, higher meaning more leakage.
-SUCCESS = {"reconstruct": "ssim", "class": "attack_acc_top1"}
+SUCCESS = {"reconstruct": "ssim", "class": "attack_acc_top1", "attribute": "attr_acc"}
 
 
 class AuditConfig(Strict):
@@ -78,14 +78,19 @@ class AuditConfig(Strict):
 
 
 def applicable_attacks(cfg: AuditConfig, setting) -> list[str]:
-    """The registered attacks (or the requested ones) that the declared access allows."""
+    """The registered attacks (or the requested ones) that the declared access allows: on a table with a
+    sensitive column, the attribute-inference attacks; on any other data, the others."""
     names = cfg.attacks or ATTACKS.names()
+    attributes = getattr(setting.splits.private_train, "sensitive", None) is not None
     chosen = []
     for name in names:
         experiment = cfg.experiment(name)
         attack, _ = check_names(experiment)
         threat, _ = build_threat(experiment, setting.target)
         try:
+            if (attack.goal == "attribute") != attributes:
+                needs = "tabular data with a sensitive column (data.tabular)" if attack.goal == "attribute" else "data without a sensitive column"
+                raise AccessDenied(f"attack '{name}' needs {needs}")
             threat.require(name, attack.observes, attack.white_box)
         except AccessDenied as err:
             if cfg.attacks:
@@ -112,6 +117,14 @@ def verdict(cfg: AuditConfig, rows: list[dict[str, Any]], baselines: dict[str, d
     lines = []
     for row in rows:
         base = baselines[row["attack"]]
+        if row["goal"] == "attribute":
+            leaks = row["attr_advantage"] >= 0.05
+            lines.append(
+                f"{'The sensitive attribute can be inferred' if leaks else 'Little attribute leakage measured'} from {row['access']} ({row['attack']}): "
+                f"{row['attr_acc']:.0%} of records' sensitive values guessed (most common value {row['attr_baseline_acc']:.0%}, "
+                f"a predictor of it trained on public data without the model {row['attr_ideal_acc']:.0%}), advantage {100 * row['attr_advantage']:+.1f} points."
+            )
+            continue
         if row["goal"] == "class":
             leaks = row["attack_acc_top1"] >= base["attack_acc_top1"] + 0.2
             lines.append(
@@ -199,19 +212,27 @@ def run_audit(cfg: AuditConfig, out: Path) -> dict[str, Any]:
     return summary
 
 
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML or JSON file holding a mapping; errors name the file."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise ModelinvError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError:
+        raise ModelinvError(f"{what} {path} is not valid YAML or JSON") from None
+    if not isinstance(raw, dict):
+        raise ModelinvError(f"{what} {path} must hold a mapping")
+    return raw
+
+
 def load_params(path: Path | None) -> dict[str, dict[str, Any]]:
     """Attack parameters from a YAML or JSON file mapping attack name to parameters."""
     if path is None:
         return {}
-    import yaml
-
-    if not Path(path).is_file():
-        raise ModelinvError(f"parameter file not found: {path}")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError:
-        raise ModelinvError(f"parameter file {path} is not valid YAML or JSON") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+    raw = read_mapping(path, "parameter file")
+    if not all(isinstance(v, dict) for v in raw.values()):
         raise ModelinvError(f"parameter file {path} must map attack names to parameter mappings")
     return raw
 

@@ -11,12 +11,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelinv.data.schema import TabularSchema
 from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
 from modelinv.validation import validate
 
 RECONSTRUCTION_METRICS = ["mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"]
 CLASS_METRICS = ["attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval"]
+ATTRIBUTE_METRICS = ["attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage"]
 
 
 class Strict(BaseModel):
@@ -29,6 +31,7 @@ class DataConfig(Strict):
     public_source: str | None = Field(None, description="the attacker's data source for cross-domain splits")
     image_size: int | None = Field(None, ge=4, description="resize images to this size")
     label_column: str | None = None
+    tabular: TabularSchema | None = Field(None, description="the schema of tabular data: sensitive column, categorical levels, bins")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     public_fraction: float = Field(0.3, gt=0, lt=1)
     private_classes: list[int] | None = None
@@ -48,6 +51,9 @@ class AccessConfig(Strict):
     layer: str | None = Field(None, description="cut layer for features; default: the model's split layer")
     white_box: Literal["none", "client", "server", "full"] = "none"
     query_budget: int | None = Field(None, ge=1)
+    endpoint: str | None = Field(None, description="URL of the target served by `modelinv serve`: observations are queried over HTTP")
+    key_env: str = Field("MODELINV_API_KEY", description="environment variable holding the endpoint's API key (the key never enters the config)")
+    key_file: str | None = Field(None, description="file holding the endpoint's API key, instead of key_env")
 
 
 class AttackConfig(Strict):
@@ -78,7 +84,7 @@ class Scenario(Strict):
     attacker_data: Literal["public", "private-train", "uniform-noise"] = Field(
         "public", description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise)"
     )
-    num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks)")
+    num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")
     per_class: int = Field(5, ge=1, description="inversions per private class (class-representative attacks)")
     metrics: list[str] | None = Field(None, description="default: by the attack's goal, reconstruction or class")
 

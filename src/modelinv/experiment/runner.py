@@ -15,14 +15,16 @@ from safetensors.torch import save_file
 
 from modelinv.attacks import ATTACKS, Attack, Targets
 from modelinv.data import load, make_splits
-from modelinv.data.types import Dataset, ImageDataset, Splits
+from modelinv.data.schema import apply_schema, sensitive_of
+from modelinv.data.types import Dataset, ImageDataset, Splits, TabularDataset
 from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
 from modelinv.errors import ModelinvError
-from modelinv.experiment.config import CLASS_METRICS, RECONSTRUCTION_METRICS, DataConfig, ExperimentConfig, ModelConfig
+from modelinv.experiment.config import ATTRIBUTE_METRICS, CLASS_METRICS, RECONSTRUCTION_METRICS, DataConfig, ExperimentConfig, ModelConfig
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
-from modelinv.models.store import ModelRequest, train_or_load
+from modelinv.models.sklearn_adapter import train_or_fit
+from modelinv.models.store import ModelRequest
 from modelinv.models.trainer import accuracy
 from modelinv.models.user import file_digest, load_user_model
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
@@ -38,8 +40,8 @@ class Setting:
     splits: Splits
     target: LayeredNet
     target_meta: dict[str, Any]
-    evaluator: LayeredNet
-    evaluator_meta: dict[str, Any]
+    evaluator: LayeredNet | None
+    evaluator_meta: dict[str, Any] | None
     timings: dict[str, float]
     defense: Defense | None = None
 
@@ -48,6 +50,9 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
     """Load the configured source(s) and split them into the threat model's parts."""
     data = load(d.source, image_size=d.image_size, label_column=d.label_column)
     public = load(d.public_source, image_size=d.image_size) if d.public_source else None
+    if d.tabular is not None:
+        data = apply_schema(data, d.tabular)
+        public = apply_schema(public, d.tabular) if public is not None else None
     if public is not None and d.split != "cross-domain":
         raise ModelinvError(f"data.public_source is only used by the cross-domain split, not '{d.split}'")
     return make_splits(
@@ -88,7 +93,7 @@ def train_model(
         train=model.train.model_dump(),
         defense=defense.training_spec() if defense else {},
     )
-    return train_or_load(request, data, test=test)
+    return train_or_fit(request, data, test=test)
 
 
 def cut_layer(cfg: ExperimentConfig, model: LayeredNet, needed: bool = False) -> str | None:
@@ -132,10 +137,12 @@ def prepare(cfg: ExperimentConfig) -> Setting:
     start = time.perf_counter()
     target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed, defense)
     timings["target"] = time.perf_counter() - start
-    judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
-    start = time.perf_counter()
-    evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
-    timings["evaluator"] = time.perf_counter() - start
+    evaluator, evaluator_meta = None, None
+    if cfg.evaluator is not None or not isinstance(splits.private_train, TabularDataset):  # the default judge classifies images
+        judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
+        start = time.perf_counter()
+        evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
+        timings["evaluator"] = time.perf_counter() - start
     return Setting(splits, target, target_meta, evaluator, evaluator_meta, timings, defense)
 
 
@@ -145,7 +152,11 @@ def build_threat(cfg: ExperimentConfig, model: LayeredNet, defense: Defense | No
     layer = cut_layer(cfg, model)
     output = defense if isinstance(defense, OutputDefense) else None
     observer = None
-    if access.observe == "features":
+    if access.endpoint is not None:
+        from modelinv.serve.client import connect
+
+        observer = connect(access, layer, output)
+    elif access.observe == "features":
         observer = Features(model, layer, budget=access.query_budget, defense=output)
     elif access.observe is not None:
         observer = Scores(model, access.observe, budget=access.query_budget, defense=output)
@@ -172,7 +183,7 @@ def check_names(cfg: ExperimentConfig) -> tuple[Attack, list[str]]:
     attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
     if cfg.defense is not None:
         build_defense(cfg.defense.name, cfg.defense.params)
-    metrics = cfg.metrics or (CLASS_METRICS if attack.goal == "class" else RECONSTRUCTION_METRICS)
+    metrics = cfg.metrics or {"class": CLASS_METRICS, "attribute": ATTRIBUTE_METRICS}.get(attack.goal, RECONSTRUCTION_METRICS)
     for name in metrics:
         METRICS.get(name)
     return attack, list(metrics)
@@ -183,6 +194,12 @@ def attack_targets(cfg: ExperimentConfig, attack: Attack, threat: ThreatModel, s
     if attack.goal == "class":
         classes = torch.arange(splits.private_train.num_classes).repeat_interleave(cfg.per_class)
         return Targets(classes=classes), classes, None
+    if attack.goal == "attribute":  # Fredrikson et al. 2014 attack the training cohort: records the model was fitted on
+        sensitive = sensitive_of(splits.private_train)
+        pick = torch.randperm(len(splits.private_train), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
+        victims = splits.private_train.subset(pick)
+        observations = threat.observer.intercept(victims.x) if threat.observer is not None else None
+        return Targets(observations=observations, classes=victims.y, records=sensitive.hide(victims.x)), victims.y, victims.x
     if threat.observer is None:
         raise ModelinvError(f"attack '{cfg.attack.name}' reconstructs observed inputs: set access.observe")
     pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
@@ -207,6 +224,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         evaluator=setting.evaluator,
         private=splits.private_train,
         holdout=splits.private_test,
+        public=attacker_dataset(cfg, splits),
     )
     scores = compute(metric_names, inputs)
     meta = dict(reconstruction.meta)
@@ -223,7 +241,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "seed": cfg.seed,
         "num_targets": len(labels),
         "target_test_acc": accuracy(setting.defense.deployed(setting.target) if setting.defense else setting.target, splits.private_test),
-        "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test),
+        "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test) if setting.evaluator is not None else None,
         **scores,
         "queries": meta.pop("queries"),
         "gradients": meta.pop("gradients"),
@@ -233,7 +251,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "data_hashes": splits.digests(),
         "checkpoints": {
             "target": setting.target_meta["path"],
-            "evaluator": setting.evaluator_meta["path"],
+            "evaluator": setting.evaluator_meta["path"] if setting.evaluator_meta is not None else None,
             **({"target_sha256": setting.target_meta["sha256"]} if "sha256" in setting.target_meta else {}),
         },
         "versions": versions(),
@@ -269,9 +287,10 @@ def write_run(out: Path, cfg: ExperimentConfig, row: dict[str, Any], images: dic
     """Write config.yaml, results.json, the PNG grid and the reconstructions of one run into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     dump_config(out / "config.yaml", cfg)
-    if "originals" in images:
-        save_grid(out / "reconstructions.png", images["originals"], images["reconstructions"])
-    else:
-        save_class_grid(out / "reconstructions.png", images["reconstructions"], images["labels"])
+    if images["reconstructions"].dim() == 4:  # completed records (attribute inference) have no picture
+        if "originals" in images:
+            save_grid(out / "reconstructions.png", images["originals"], images["reconstructions"])
+        else:
+            save_class_grid(out / "reconstructions.png", images["reconstructions"], images["labels"])
     save_file({k: v.contiguous() for k, v in images.items()}, str(out / "reconstructions.safetensors"))
     write_json(out / "results.json", row)

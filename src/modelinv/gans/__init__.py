@@ -18,6 +18,7 @@ from torch import nn
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
 from modelinv.models.store import ModelRequest, cached, module_digest
+from modelinv.oracle import Oracle
 from modelinv.progress import progress_bar
 
 BETAS = (0.5, 0.999)
@@ -92,14 +93,15 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, real: tuple[torch.
     return sums
 
 
-def cached_gan(role: str, public: Dataset, target: nn.Module, config: GANConfig, seed: int, produce: Callable[[], tuple[dict[str, nn.Module], dict]], guided: bool) -> tuple[dict[str, nn.Module], dict]:
+def cached_gan(role: str, public: Dataset, target: nn.Module | None, config: GANConfig, seed: int, produce: Callable[[], tuple[dict[str, nn.Module], dict]], guided: bool) -> tuple[dict[str, nn.Module], dict]:
     """The GAN modules (frozen) that `produce` trains for `role` on the attacker's `public` data, from the cache when present.
 
     The cache key holds the public data's digest, the input shape, the config and the seed; for a GAN
-    `guided` by the target also the target's number of classes and weight digest. The metadata
-    summarises the artifact: `cached`, `path`, `seconds` and the training metrics.
+    `guided` by the target also the target's number of classes and weight digest. Without the `target`
+    (a black-box attacker, unguided GAN only) the public data's shape is taken as the target's input shape.
+    The metadata summarises the artifact: `cached`, `path`, `seconds` and the training metrics.
     """
-    shape = tuple(target.spec["input_shape"])
+    shape = tuple(target.spec["input_shape"]) if target is not None else public.input_shape
     if public.input_shape != shape:
         raise ModelinvError(f"the attacker's data has shape {public.input_shape}; the target takes {shape}")
     request = ModelRequest(
@@ -118,10 +120,20 @@ def cached_gan(role: str, public: Dataset, target: nn.Module, config: GANConfig,
     return modules, {"cached": meta["cached"], "path": meta["path"], "seconds": meta["seconds"], **meta["metrics"]}
 
 
-def requested_classes(attack: str, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
-    """An attack's `targets.classes`, checked to be class indices of a target with `num_classes` classes."""
-    if y is None or y.ndim != 1 or len(y) == 0 or not ((y >= 0) & (y < num_classes)).all():
-        raise ModelinvError(f"attack '{attack}' needs targets.classes, class indices of the target (0..{num_classes - 1})")
+def charge_training(target: Oracle, meta: dict) -> None:
+    """Charge `target`, when the GAN came from the cache, the target evaluations its training made: an attack's
+    count is then its whole cost, the same whether or not an earlier run trained the GAN."""
+    if meta["cached"]:
+        target.charge(meta["target_evaluations"])
+
+
+def requested_classes(attack: str, y: torch.Tensor | None, num_classes: int | None) -> torch.Tensor:
+    """An attack's `targets.classes`, checked to be class indices of a target with `num_classes` classes
+    (None: unknown to the attacker, any non-negative index)."""
+    top = float("inf") if num_classes is None else num_classes
+    if y is None or y.ndim != 1 or len(y) == 0 or not ((y >= 0) & (y < top)).all():
+        bound = "" if num_classes is None else f" (0..{num_classes - 1})"
+        raise ModelinvError(f"attack '{attack}' needs targets.classes, class indices of the target{bound}")
     return y.long()
 
 

@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import nn
 
 from modelinv.data.types import Dataset
-from modelinv.gans import GANConfig, cached_gan, train_gan
+from modelinv.gans import GANConfig, cached_gan, charge_training, train_gan
 from modelinv.models import build_model
 from modelinv.oracle import WhiteBox
 
@@ -89,4 +89,5 @@ def kedmi_gan(target: WhiteBox, public: Dataset, config: KEDMIGANConfig, seed: i
         return modules, {**metrics, "target_evaluations": target.queries - before}
 
     modules, meta = cached_gan("kedmi-gan", public, target.model, config, seed, produce, guided=True)
+    charge_training(target, meta)
     return modules["generator"], modules["discriminator"], meta

@@ -36,7 +36,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
-from modelinv.gans import GANConfig, cached_gan
+from modelinv.gans import GANConfig, cached_gan, charge_training
 from modelinv.models import build_model
 from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
@@ -161,4 +161,5 @@ def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) 
         return modules, {"pseudo_label_confidence": confidence, **metrics, "target_evaluations": target.queries - before}
 
     modules, meta = cached_gan("plg-mi-gan", public, target.model, config, seed, produce, guided=True)
+    charge_training(target, meta)
     return modules["generator"], meta

@@ -51,7 +51,8 @@ def train_wgan_gp(public: Dataset, config: WGANGPConfig, seed: int) -> tuple[dic
     return {"generator": generator, "discriminator": discriminator}, metrics
 
 
-def wgan_gp(public: Dataset, target: nn.Module, config: WGANGPConfig, seed: int) -> tuple[nn.Module, nn.Module, dict]:
-    """The GMI generator and critic for the attacker's `public` data (shaped like `target`'s inputs): cached or trained."""
+def wgan_gp(public: Dataset, target: nn.Module | None, config: WGANGPConfig, seed: int) -> tuple[nn.Module, nn.Module, dict]:
+    """The GMI generator and critic for the attacker's `public` data (shaped like `target`'s inputs, when the
+    attacker has the target): cached or trained. It never uses the target, so black-box attacks share it."""
     modules, meta = cached_gan("gmi-gan", public, target, config, seed, lambda: train_wgan_gp(public, config, seed), guided=False)
     return modules["generator"], modules["discriminator"], meta

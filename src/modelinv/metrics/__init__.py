@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelinv.metrics import attack_accuracy, dcor, fid_eval, knn_dist, knn_ratio, mse, psnr, ssim  # noqa: F401  (registration)
+from modelinv.metrics import attack_accuracy, attribute, dcor, fid_eval, knn_dist, knn_ratio, mse, psnr, ssim  # noqa: F401  (registration)
 from modelinv.metrics.base import METRICS, Metric, MetricInputs, run_evaluator
 
 __all__ = ["METRICS", "Metric", "MetricInputs", "compute", "describe_metrics", "run_evaluator"]

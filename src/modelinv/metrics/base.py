@@ -19,6 +19,7 @@ NEEDS = {
     "evaluator": "an evaluation classifier",
     "private": "reference private samples",
     "holdout": "real held-out private samples (for ratios against real images)",
+    "public": "the attacker's public records with their sensitive column",
 }
 """What a metric may need beyond the reconstructions and their labels, in words for error messages."""
 
@@ -27,12 +28,13 @@ NEEDS = {
 class MetricInputs:
     """An attack's output and the references a metric may compare it with."""
 
-    reconstructions: torch.Tensor  # (N, C, H, W) in [0, 1]
+    reconstructions: torch.Tensor  # (N, C, H, W) in [0, 1], or completed records (N, D) for attribute inference
     labels: torch.Tensor  # (N,) int64: the class each reconstruction should show (true or targeted)
     truth: torch.Tensor | None = None  # (N, C, H, W) true private inputs, when specific inputs are reconstructed
     evaluator: nn.Module | None = None  # evaluator(x) -> logits (N, K); evaluator.embed(x) -> (N, D)
     private: Dataset | None = None  # reference private samples (x, y) for knn_dist / fid_eval
     holdout: Dataset | None = None  # real private samples not in `private`, the yardstick of knn_ratio
+    public: Dataset | None = None  # the attacker's data, for attribute inference's baselines
 
     def __post_init__(self) -> None:
         n = self.reconstructions.shape[0]

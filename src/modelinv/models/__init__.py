@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from modelinv.errors import ModelinvError
-from modelinv.models import cnn_split, eval_cnn, gan, lenet, mlp, resnet  # noqa: F401  (registration)
+from modelinv.models import cnn_split, eval_cnn, gan, lenet, mlp, resnet, sklearn_adapter, tabular  # noqa: F401  (registration)
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
 from modelinv.models.registry import MODELS
 

@@ -86,6 +86,8 @@ def train_classifier(
     order = torch.randperm(len(data), generator=gen)
     n_val = max(1, int(round(config.val_fraction * len(data))))
     val, train = data.subset(order[:n_val]), data.subset(order[n_val:])
+    if hasattr(model, "fit_inputs"):  # tabular models standardise their columns with the training rows' statistics
+        model.fit_inputs(train.x)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs)
     optimiser = hooks.setup(model, optimiser, len(train), config)

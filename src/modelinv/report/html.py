@@ -14,7 +14,11 @@ from modelinv.experiment.leaderboard import defense_label, leaderboard
 from modelinv.experiment.results import ResultsStore
 from modelinv.report.plots import tradeoff_figure
 
-SUCCESS = {"reconstruct": ("psnr", "ssim", "attack_acc_top1"), "class": ("attack_acc_top1", "knn_ratio")}
+SUCCESS = {
+    "reconstruct": ("psnr", "ssim", "attack_acc_top1"),
+    "class": ("attack_acc_top1", "knn_ratio"),
+    "attribute": ("attr_acc", "attr_advantage", "attr_baseline_acc"),
+}
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
@@ -99,7 +103,7 @@ def plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
 
 def run_section(row: dict[str, Any]) -> str:
     """One run: what was attacked how, its success metrics, its image grid, and the command that reruns it."""
-    metrics = [m for m in (*SUCCESS["reconstruct"], "knn_ratio", "target_test_acc", "queries", "seconds") if m in row]
+    metrics = [m for m in (*SUCCESS["reconstruct"], "knn_ratio", *SUCCESS["attribute"], "target_test_acc", "queries", "seconds") if m in row]
     grid = Path(row["artifacts"] or "") / "reconstructions.png"
     image = f'<img alt="reconstructions of run {escape(row["run_id"])}" src="{data_uri(grid.read_bytes())}">' if grid.is_file() else "<p>(no image)</p>"
     rerun = f"modelinv run {Path(row['artifacts']) / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""

@@ -1,0 +1,106 @@
+"""Request bodies to validated float32 batches, and outputs back, with a one-line reason for every refusal.
+
+A body is JSON: `{"inputs": [...]}` (nested lists, one entry per input) or `{"npy": "<base64 .npy>"}`
+(a float32 array read with `allow_pickle=False`), with an optional `"format": "json" | "npy"` for the
+answer (default: the request's). Both forms carry float32 exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class BadInput(Exception):
+    """A request the server refuses: `status` (400, 413 or 422) and a one-line `reason`."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a batch must satisfy: per-input shape, value range, largest batch and body."""
+
+    input_shape: tuple[int, ...]
+    max_batch: int = 512
+    max_body_bytes: int = 8 * 2**20
+    low: float = 0.0
+    high: float = 1.0
+
+
+def encode_npy(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_npy(text: object) -> np.ndarray:
+    """A base64 .npy string as an array; never unpickles."""
+    if not isinstance(text, str):
+        raise BadInput(400, "'npy' must be a base64 string")
+    try:
+        return np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
+    except (binascii.Error, ValueError, OSError, EOFError):
+        raise BadInput(400, "'npy' is not a base64-encoded .npy array") from None
+
+
+def _from_lists(inputs: object) -> np.ndarray:
+    if not isinstance(inputs, list):
+        raise BadInput(422, "'inputs' must be a list of inputs")
+    try:
+        array = np.asarray(inputs)
+    except ValueError:
+        raise BadInput(422, "'inputs' is ragged: every input must have the same shape") from None
+    if array.dtype.kind not in "iuf" or array.dtype == np.bool_:
+        raise BadInput(422, "'inputs' must hold numbers only")
+    return array.astype(np.float32)
+
+
+def parse(body: bytes, limits: Limits) -> tuple[torch.Tensor, str]:
+    """The batch in `body` as a float32 tensor (N, *input_shape), and the answer format."""
+    if len(body) > limits.max_body_bytes:
+        raise BadInput(413, f"body of {len(body)} bytes exceeds the limit of {limits.max_body_bytes}")
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadInput(400, "body is not valid JSON") from None
+    if not isinstance(request, dict) or set(request) - {"inputs", "npy", "format"} or ("inputs" in request) == ("npy" in request):
+        raise BadInput(400, "body must be an object with exactly one of 'inputs' or 'npy' (and optionally 'format')")
+    answer = request.get("format", "npy" if "npy" in request else "json")
+    if answer not in ("json", "npy"):
+        raise BadInput(400, "'format' must be 'json' or 'npy'")
+    if "npy" in request:
+        array = decode_npy(request["npy"])
+        if array.dtype != np.float32:
+            raise BadInput(422, f"dtype must be float32, not {array.dtype}")
+    else:
+        array = _from_lists(request["inputs"])
+    return torch.from_numpy(check(array, limits)), answer
+
+
+def check(array: np.ndarray, limits: Limits) -> np.ndarray:
+    """`array` if it is a batch of finite inputs of the right shape and range, else BadInput naming what is wrong."""
+    shape = tuple(array.shape[1:])
+    if array.ndim == 0 or shape != tuple(limits.input_shape):
+        raise BadInput(422, f"inputs must have shape (N, {', '.join(map(str, limits.input_shape))}), not {tuple(array.shape)}")
+    if not 1 <= len(array) <= limits.max_batch:
+        raise BadInput(413 if len(array) else 422, f"batch of {len(array)} inputs; allowed 1 to {limits.max_batch}")
+    if not np.isfinite(array).all():
+        raise BadInput(422, "inputs contain NaN or infinite values")
+    if array.min() < limits.low or array.max() > limits.high:
+        raise BadInput(422, f"input values must lie in [{limits.low:g}, {limits.high:g}]")
+    return np.ascontiguousarray(array)
+
+
+def answer(output: torch.Tensor, form: str) -> dict:
+    """The response body: outputs as nested lists or as a base64 .npy (float32, or int64 labels)."""
+    array = output.detach().cpu().numpy()
+    return {"npy": encode_npy(array)} if form == "npy" else {"outputs": array.tolist()}

@@ -1,0 +1,49 @@
+"""Build what `modelinv serve` serves from a checkpoint directory of the store, its options and a database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelinv.data.types import Dataset
+from modelinv.models.store import load_checkpoint
+from modelinv.serve.app import Served
+from modelinv.serve.decode import Limits
+from modelinv.serve.exposure import build_observer
+from modelinv.serve.keys import KeyStore
+from modelinv.serve.ood import FeatureStats
+from modelinv.serve.querylog import QueryLog
+
+
+def reference_data(source: str, config: dict[str, Any]) -> tuple[Dataset, bool]:
+    """The private training split of `source` under the checkpoint's seed, and whether it is exactly the
+    data the checkpoint was trained on (its digest equals the checkpoint's `data_digest`)."""
+    from modelinv.experiment.config import DataConfig
+    from modelinv.experiment.runner import load_splits
+
+    request = config.get("request", {})
+    data = load_splits(DataConfig(source=source), int(request.get("seed", 0))).private_train
+    return data, data.digest() == request.get("data_digest")
+
+
+def load_served(
+    model_dir: Path,
+    expose: str,
+    db: Path,
+    defense: str | None = None,
+    params: dict[str, Any] | None = None,
+    reference: str | None = None,
+    max_batch: int = 512,
+    max_body_bytes: int = 8 * 2**20,
+) -> tuple[Served, dict[str, Any]]:
+    """The served checkpoint and a summary of it (architecture, exposure, reference data) for the console."""
+    model, config = load_checkpoint(Path(model_dir))
+    observer = build_observer(model, expose, defense, params)
+    summary: dict[str, Any] = {"arch": config["arch"], "input_shape": tuple(config["input_shape"]), "reference": None}
+    stats = None
+    if reference is not None:
+        data, is_training = reference_data(reference, config)
+        stats = FeatureStats.fit(model, data)
+        summary["reference"] = {"source": reference, "digest": data.digest(), "is_training_data": is_training}
+    limits = Limits(tuple(config["input_shape"]), max_batch=max_batch, max_body_bytes=max_body_bytes)
+    return Served(observer, limits, KeyStore(db), QueryLog(db, stats)), summary
