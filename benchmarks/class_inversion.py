@@ -3,6 +3,7 @@
     python benchmarks/class_inversion.py                      # all attacks, seeds 0 1 2
     python benchmarks/class_inversion.py --attacks mi-face gmi --seeds 0
     python benchmarks/class_inversion.py --sections attacks --attacks mirror-bb brep-mi rlb-mi   # add rows, keep the others
+    python benchmarks/class_inversion.py --sections                   # rewrite the Markdown from the stored JSON
 
 Protocol: `class-disjoint` split of mnist5k (private digits 0-4 train a LeNet target and the
 `eval-cnn` judge; public digits 5-9 are the attacker's data, for GANs). Every attack inverts each
@@ -143,9 +144,11 @@ def ordering(rows: list[dict], labels: list[str]) -> list[str]:
         lines.append(f"- {label} ({ACCESS[label]['observe']} only, no gradients): mean top-1 {a:.3f}, {'above' if a > 0.2 else 'NOT above'} chance (0.2).")
     for label in (label for label in labels if label.endswith("+lomma") and label.removesuffix("+lomma") in mean):
         base = label.removesuffix("+lomma")
+        seeds = {r["seed"] for r in rows if r["row"] == label} & {r["seed"] for r in rows if r["row"] == base}
+        paired = {a: {k: statistics.mean(r[k] for r in rows if r["row"] == a and r["seed"] in seeds) for k in ("attack_acc_top1", "knn_ratio")} for a in (base, label)}
         lines.append(
-            f"- LOMMA on {base} (same seeds): top-1 {mean[base]['attack_acc_top1']:.3f} -> {mean[label]['attack_acc_top1']:.3f}, "
-            f"knn_ratio {mean[base]['knn_ratio']:.2f} -> {mean[label]['knn_ratio']:.2f}."
+            f"- LOMMA on {base} (seeds {' '.join(map(str, sorted(seeds)))}): top-1 {paired[base]['attack_acc_top1']:.3f} -> "
+            f"{paired[label]['attack_acc_top1']:.3f}, knn_ratio {paired[base]['knn_ratio']:.2f} -> {paired[label]['knn_ratio']:.2f}."
         )
     ranked = sorted(labels, key=lambda label: mean[label]["knn_ratio"])
     lines.append("- By mean knn_ratio (closest to real private digits first): " + ", ".join(f"{label} {mean[label]['knn_ratio']:.2f}" for label in ranked) + ".")
@@ -217,7 +220,7 @@ def attack_lines(section: dict) -> list[str]:
         "(1 = as close to the private data as real unseen digits). Accuracy alone rewards adversarial noise and pixel "
         "distance mostly measures brightness, so read accuracy and knn_ratio together.",
         "- Mean +- standard deviation over the seeds listed per row; `gradients` counts target evaluations through the "
-        "white-box oracle, `queries` inputs sent to the black-box oracle (probabilities or labels only: the mirror-bb, "
+        "white-box oracle (GAN and surrogate training included, cached or not), `queries` inputs sent to the black-box oracle (probabilities or labels only: the mirror-bb, "
         "brep-mi and rlb-mi rows); `seconds` is the attack's wall time (GAN and surrogate training excluded: they are "
         "cached), inflated when other jobs shared the 2 cores. `+lomma` rows: the attack above them with `lomma: true`.",
         "",
@@ -260,8 +263,8 @@ def main() -> None:
     parser.add_argument("--attacks", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--per-class", type=int, default=5)
-    parser.add_argument("--sections", nargs="+", default=["attacks", "speed"], choices=["attacks", "speed"],
-                        help="rerun only these; the others are kept from the JSON beside --out")
+    parser.add_argument("--sections", nargs="*", default=["attacks", "speed"], choices=["attacks", "speed"],
+                        help="rerun only these; the others are kept from the JSON beside --out (none: rewrite the Markdown)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "class_inversion.md")
     args = parser.parse_args()
