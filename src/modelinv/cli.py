@@ -1,5 +1,8 @@
 """Command line: thin wrappers over the library. Errors in user input print one line and exit with code 2."""
 
+# Imports of modelinv (and torch, fastapi, uvicorn) are inside the commands, lazily, for start-up time only (no cycle:
+# cli is the top layer): `modelinv --help` takes 0.6-0.9 s so, 10-16 s with them at module level (torch alone ~4 s).
+
 from __future__ import annotations
 
 import json
@@ -101,48 +104,57 @@ def train(
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="experiment config (YAML)"),
-    out: Path = typer.Option(..., "--out", help="directory for config.yaml, results.json and image grids"),
+    out: Path = typer.Option(..., "--out", help="results directory: results.sqlite and runs/<run_id>/ (config.yaml, results.json, image grid)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
-    """Run one experiment config: train or load the models, run the attack, score it."""
+    """Run one experiment config (a grid of one): train or load the models, run the attack, score it."""
     from modelinv.experiment.config import load_config
-    from modelinv.experiment.runner import run_experiment, write_run
+    from modelinv.experiment.sweep import run_grid
 
     cfg = load_config(config)
-    row, images = run_experiment(cfg)
-    write_run(out, cfg, row, images)
+    (row,) = run_grid([cfg], out, workers=1, threads=threads, command=command_line())
     if as_json:
-        print(json.dumps(row, indent=2))
+        print(json.dumps({k: v for k, v in row.items() if k not in ("config",)}, indent=2, default=str))
         return
-    metrics = {k: v for k, v in row.items() if isinstance(v, float) and k != "seconds"}
-    console.print(f"{row['attack']} against {row['model']} ({row['access']}): " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    console.print(f"results in {out}/results.json")
+    metrics = {k: v for k, v in row.items() if isinstance(v, float) and k not in ("seconds", "finished")}
+    console.print(f"{row['attack']} against {row['model']} ({row['access']}): " + ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
+    console.print(f"results in {row['artifacts']}/results.json and {out / 'results.sqlite'}")
+
+
+def command_line() -> str:
+    """This process's command, as recorded with the runs it produces."""
+    import shlex
+
+    return shlex.join(["modelinv", *sys.argv[1:]])
 
 
 @app.command()
 def tradeoff(
-    config: Path = typer.Argument(..., help="trade-off config (YAML): an experiment without attack, plus `attacks` and a `sweep`"),
-    out: Path = typer.Option(..., "--out", help="directory for tradeoff.md, tradeoff.json and tradeoff.png"),
+    config: Path = typer.Argument(..., help="trade-off config (YAML): an experiment without attack, plus `attacks`, a `sweep` and optional `seeds`"),
+    out: Path = typer.Option(..., "--out", help="results directory: results.sqlite, runs/, tradeoff.md and tradeoff.png"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="runs at once (default 1: in this process)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run (default: available cores / workers)"),
 ) -> None:
     """Sweep one defense's strength, attack each defended target, plot target accuracy against attack success."""
     from modelinv.experiment.config import TradeoffConfig, load_config
-    from modelinv.experiment.tradeoff import run_tradeoff
+    from modelinv.experiment.sweep import run_grid
+    from modelinv.report import tradeoff as render
 
     cfg = load_config(config, TradeoffConfig)
     start = time.perf_counter()
-
-    def show(row: dict) -> None:
-        strength = "none" if row["strength"] is None else row["strength"]
-        console.print(f"  {cfg.sweep.param}={strength}: {row['attack']}, target accuracy {row['target_test_acc']:.4f}")
-
-    run_tradeoff(cfg, out, on_row=show)
-    console.print(f"tradeoff.md, tradeoff.json and tradeoff.png in {out}/  (total {time.perf_counter() - start:.0f} s)")
+    rows = run_grid(cfg.experiments(), out, workers=workers or 1, threads=threads, command=command_line(), log=console.print)
+    s = cfg.sweep
+    scenario = f"{cfg.target.arch} on {cfg.data.source} ({cfg.data.split}), attacker access {rows[0]['access']} (undefended), fixed defense params {s.params or 'none'}"
+    (out / "tradeoff.md").write_text(render.markdown(rows, s.defense, s.param, scenario))
+    render.plot(rows, s.defense, s.param, s.values, out / "tradeoff.png")
+    console.print(f"tradeoff.md, tradeoff.png and results.sqlite in {out}/  (total {time.perf_counter() - start:.0f} s)")
 
 
 def fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-    return "-" if value is None else str(value)
+    from modelinv.report.aggregate import fmt as significant
+
+    return significant(value)
 
 
 def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -158,21 +170,20 @@ def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="directory for results.json, configs and PNG grids"),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="results directory: results.sqlite and runs/<run_id>/ with PNG grids"),
     seed: int = typer.Option(0, help="seed of every run"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
     """The main job: split-inference inversion attacks on MNIST (He et al. 2019 and the split-NN attacker)."""
-    from modelinv.experiment.demo import COLUMNS, demo_configs, run_demo
+    from modelinv.experiment.demo import COLUMNS, demo_configs
+    from modelinv.experiment.sweep import run_grid
 
     start = time.perf_counter()
-    console.print(f"modelinv demo: training (or loading) models and running {len(demo_configs(seed))} attacks on mnist5k")
-
-    def show(row: dict) -> None:
-        console.print(f"  done: {row['attack']} on {row['model']} at {row['layer']}: PSNR {row['psnr']:.2f} dB, {row['seconds']:.1f} s")
-
-    rows = run_demo(out, seed, on_row=show)
+    configs = demo_configs(seed)
+    console.print(f"modelinv demo: training (or loading) models and running {len(configs)} attacks on mnist5k")
+    rows = run_grid(configs, out, workers=1, threads=threads, command=command_line(), log=console.print)
     print_table(f"split-inference inversion on mnist5k (seed {seed})", COLUMNS, rows)
-    console.print(f"grids and results.json in {out}/  (total {time.perf_counter() - start:.0f} s)")
+    console.print(f"grids in {out}/runs/*/reconstructions.png; `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")
 
 
 @app.command()
@@ -193,9 +204,12 @@ def audit(
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
-    from modelinv.experiment.audit import AuditConfig, load_params, read_mapping, run_audit
+    from modelinv.experiment.audit import AuditConfig, audit_grid, load_params, read_mapping
+    from modelinv.experiment.sweep import run_grid
     from modelinv.models import evaluator_arch_for
     from modelinv.models.user import TORCHSCRIPT
+    from modelinv.report.audit import summarize
+    from modelinv.report.html import write_report
     from modelinv.validation import validate
 
     if torchscript == (arch is not None):
@@ -215,13 +229,17 @@ def audit(
             "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch or TORCHSCRIPT), "train": {"epochs": evaluator_epochs}},
         },
     )
-    summary = run_audit(cfg, out)
+    grid = audit_grid(cfg)
+    rows = run_grid(grid, out, workers=1, command=command_line(), log=console.print)
+    summary = summarize(cfg.model_dump(mode="json"), cfg.access, rows)
+    (out / "audit.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_report(out, title=f"Model-inversion audit of {Path(cfg.model).name}", verdict=summary["verdict"], defense_ranking=summary["defenses"])
     for line in summary["verdict"]:
         console.print(line)
     if summary["defenses"]:
         best = summary["defenses"][0]
         console.print(
-            f"Best defense per accuracy point: {best['defense']} ({best['metric']} {best['undefended']:.3f} -> {best['defended']:.3f}, "
+            f"Best defense per accuracy point: {best['defense']} ({best['metric']} {fmt(best['undefended'])} -> {fmt(best['defended'])}, "
             f"accuracy {100 * best['accuracy']:.2f}%)"
         )
     console.print(f"report in {out / 'report.html'}")
@@ -234,18 +252,16 @@ def sweep(
     executor: str = typer.Option("local", "--executor", help="local (a process per core) or ray (tasks on a Ray cluster)"),
     address: Optional[str] = typer.Option(None, "--address", help="address of a Ray cluster; default: start a local Ray instance"),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at once; default: the cores (local) or the cluster's CPUs (ray)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run (default: available cores / workers)"),
 ) -> None:
     """Run a grid of experiments in parallel; finished runs are kept, and running it again computes only the rest."""
-    import shlex
-
     from modelinv.experiment.config import load_config
     from modelinv.experiment.grid import GridConfig
-    from modelinv.experiment.sweep import run_sweep, table
+    from modelinv.experiment.sweep import run_grid, table
 
     start = time.perf_counter()
     grid = load_config(config, GridConfig)
-    command = shlex.join(["modelinv", *sys.argv[1:]])
-    rows = run_sweep(grid, out, executor, address, workers, command=command, log=console.print)
+    rows = run_grid(grid, out, executor, address, workers, threads, command=command_line(), log=console.print)
     print_table(f"sweep {config}", *table(rows))
     console.print(f"results in {out / 'results.sqlite'}: `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")
 
@@ -264,16 +280,17 @@ def results(
     directory: Path = typer.Argument(..., help="a sweep's output directory (holding results.sqlite)"),
     output_format: str = typer.Option("table", "--format", help="table, csv or json"),
     where: Optional[list[str]] = typer.Option(None, "--where", help="FIELD=VALUE: only matching runs, e.g. defense=none (repeatable)"),
-    board: bool = typer.Option(False, "--leaderboard", help="attacks ranked per defense and metric, mean +- std over seeds"),
+    board: bool = typer.Option(False, "--leaderboard", help="attacks ranked per defense and metric, mean and 95% interval over seeds"),
     metric: Optional[list[str]] = typer.Option(None, "--metric", help="only this metric (repeatable)"),
 ) -> None:
     """Show a sweep's finished runs, or its leaderboard."""
     from dataclasses import asdict
 
-    from modelinv.experiment.leaderboard import leaderboard
-    from modelinv.experiment.results import ResultsStore, select
     from modelinv.experiment.sweep import table
     from modelinv.metrics import METRICS
+    from modelinv.report.aggregate import Interval
+    from modelinv.report.leaderboard import leaderboard
+    from modelinv.results import ResultsStore, select
 
     if output_format not in ("table", "csv", "json"):
         raise ModelinvError(f"unknown format '{output_format}' (known: table, csv, json)")
@@ -286,8 +303,10 @@ def results(
         store.close()
     if board:
         records = [asdict(entry) for entry in leaderboard(rows, metric or None)]
-        columns = ("scope", "metric", "rank", "attack", "mean +- std", "seeds", "target acc")
-        shown = [{**r, "mean +- std": f"{r['mean']:.3f} +- {r['std']:.3f}", "target acc": r["target_test_acc"]} for r in records]
+        columns = ("scope", "metric", "rank", "attack", "mean [95% interval]", "seeds", "target acc")
+        shown = [
+            {**r, "mean [95% interval]": Interval(r["mean"], r["low"], r["high"], r["seeds"]).text(), "target acc": r["target_test_acc"]} for r in records
+        ]
     else:
         records = rows
         columns, shown = table(rows, metric, ids=True)

@@ -1,28 +1,22 @@
 """Audit a user's own trained model: every attack its declared access allows, against trivial baselines, and
-the output defenses that could be bolted on, ranked by privacy bought per point of accuracy.
+the output defenses that could be bolted on (their ranking: report.audit).
 
-The audit is a list of ordinary experiments (the user's weights as `target.weights`), run by the same
-runner as `modelinv run` and stored like a sweep, so each number in the report can be reproduced with
+The audit is a generated grid of ordinary experiments (the user's weights as `target.weights`), run by the
+one runner like any grid and stored like a sweep, so each number in the report can be reproduced with
 `modelinv run DIR/runs/<run_id>/config.yaml`. Nothing is retrained: the defenses measured are the
 output defenses, applied to the given model at inference (`train: false`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from modelinv.attacks import ATTACKS
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Strict
-from modelinv.experiment.grid import run_id
-from modelinv.experiment.leaderboard import defense_label
-from modelinv.experiment.results import ResultsStore
-from modelinv.experiment.runner import build_threat, check_names, make_defense, prepare, run_experiment, write_json, write_run
-from modelinv.metrics import MetricInputs, compute
+from modelinv.experiment.runner import build_threat, check_names, prepare
 
 # Output defenses tried by default, per observation, at three strengths each (weakest first).
 DEFAULT_DEFENSES: dict[str, list[tuple[str, str, list[Any]]]] = {
@@ -31,8 +25,6 @@ DEFAULT_DEFENSES: dict[str, list[tuple[str, str, list[Any]]]] = {
     "logits": [("round", "decimals", [2, 1, 0]), ("label-only", "", [None])],
     "label": [],
 }
-# The number that says how well an attack of each goal succeeds, higher meaning more leakage.
-SUCCESS = {"reconstruct": "ssim", "class": "attack_acc_top1", "attribute": "attr_acc"}
 
 
 class AuditConfig(Strict):
@@ -100,116 +92,13 @@ def applicable_attacks(cfg: AuditConfig, setting) -> list[str]:
     return chosen
 
 
-def baseline(row: dict[str, Any], images: dict[str, torch.Tensor], setting) -> dict[str, float]:
-    """The same metrics for a trivial answer: the mean attacker image for every target (no model needed)."""
-    guess = setting.splits.public.x.mean(0).expand_as(images["reconstructions"])
-    names = [m for m in ("psnr", "ssim", "attack_acc_top1", "knn_ratio") if m in row]
-    inputs = MetricInputs(
-        guess, images["labels"], truth=images.get("originals"), evaluator=setting.evaluator, private=setting.splits.private_train, holdout=setting.splits.private_test
-    )
-    return compute(names, inputs)
+def audit_grid(cfg: AuditConfig) -> list[ExperimentConfig]:
+    """The audit as a grid: every applicable attack undefended, then against each output defense.
 
-
-def verdict(cfg: AuditConfig, rows: list[dict[str, Any]], baselines: dict[str, dict[str, float]]) -> list[str]:
-    """Plain-language findings, each stating the measured numbers it rests on."""
-    if not rows:
-        return [f"No implemented attack applies to access '{cfg.access}' with white-box '{cfg.white_box}': nothing was measured."]
-    lines = []
-    for row in rows:
-        base = baselines[row["attack"]]
-        if row["goal"] == "attribute":
-            leaks = row["attr_advantage"] >= 0.05
-            lines.append(
-                f"{'The sensitive attribute can be inferred' if leaks else 'Little attribute leakage measured'} from {row['access']} ({row['attack']}): "
-                f"{row['attr_acc']:.0%} of records' sensitive values guessed (most common value {row['attr_baseline_acc']:.0%}, "
-                f"a predictor of it trained on public data without the model {row['attr_ideal_acc']:.0%}), advantage {100 * row['attr_advantage']:+.1f} points."
-            )
-            continue
-        if row["goal"] == "class":
-            leaks = row["attack_acc_top1"] >= base["attack_acc_top1"] + 0.2
-            lines.append(
-                f"{'Class representatives leak' if leaks else 'Little class leakage measured'} ({row['attack']}): "
-                f"{row['attack_acc_top1']:.0%} of inversions recognised by an independent classifier (trivial answer "
-                f"{base['attack_acc_top1']:.0%}), knn_ratio {row['knn_ratio']:.2f}."
-            )
-            continue
-        gain = row["psnr"] - base["psnr"]
-        leaks = gain >= 3 and row.get("attack_acc_top1", 0) >= base.get("attack_acc_top1", 0) + 0.2
-        what = f"{row['access']}" if row["access"] else cfg.access
-        lines.append(
-            f"{'Inputs can be reconstructed' if leaks else 'Little input leakage measured'} from {what} ({row['attack']}): "
-            f"PSNR {row['psnr']:.1f} dB (trivial answer {base['psnr']:.1f} dB), SSIM {row['ssim']:.2f}, "
-            f"{row.get('attack_acc_top1', float('nan')):.0%} of reconstructions recognised (trivial answer "
-            f"{base.get('attack_acc_top1', float('nan')):.0%})."
-        )
-    return lines
-
-
-def rank_defenses(undefended: list[dict[str, Any]], defended: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per defense: the drop in the most successful attack's success and in target accuracy, and their ratio.
-
-    Success is SSIM for reconstruction attacks and judge top-1 accuracy for class attacks; the gain per
-    accuracy point divides the success drop by the accuracy drop in percentage points (at least 0.1)."""
-    if not undefended:
-        return []
-    accuracy = undefended[0]["target_test_acc"]
-    worst = {r["attack"]: r[SUCCESS[r["goal"]]] for r in undefended}
-    by_defense: dict[str, list[dict[str, Any]]] = {}
-    for row in defended:
-        by_defense.setdefault(defense_label(row), []).append(row)
-    ranking = []
-    for label, mine in by_defense.items():
-        best = max(mine, key=lambda r: r[SUCCESS[r["goal"]]] - worst[r["attack"]])
-        gain = worst[best["attack"]] - best[SUCCESS[best["goal"]]]
-        cost = 100 * (accuracy - best["target_test_acc"])
-        ranking.append(
-            {
-                "defense": label,
-                "strongest_attack": best["attack"],
-                "metric": SUCCESS[best["goal"]],
-                "undefended": worst[best["attack"]],
-                "defended": best[SUCCESS[best["goal"]]],
-                "privacy_gain": gain,
-                "accuracy": best["target_test_acc"],
-                "accuracy_cost_points": cost,
-                "gain_per_point": gain / max(cost, 0.1),
-            }
-        )
-    return sorted(ranking, key=lambda r: -r["gain_per_point"])
-
-
-def run_audit(cfg: AuditConfig, out: Path) -> dict[str, Any]:
-    """Run the audit into `out` (results store, per-run artifacts, audit.json, report.html); return the summary."""
-    from modelinv.report.html import write_report
-
-    store = ResultsStore(out)
-    setting = prepare(cfg.experiment(cfg.attacks[0] if cfg.attacks else ATTACKS.names()[0]))
-    attacks = applicable_attacks(cfg, setting)
-    undefended, defended, baselines = [], [], {}
-    for defense in [None, *(cfg.output_defenses() if attacks else [])]:
-        defended_setting = setting
-        if defense is not None:
-            defended_setting = dataclasses.replace(setting, defense=make_defense(cfg.experiment(attacks[0], defense), setting.splits.private_train))
-        for attack in attacks:
-            experiment = cfg.experiment(attack, defense)
-            row, images = run_experiment(experiment, defended_setting)
-            key = run_id(experiment)
-            write_run(out / "runs" / key, experiment, row, images)
-            store.record(key, experiment, row, out / "runs" / key)
-            (defended if defense else undefended).append(row)
-            if defense is None:
-                baselines[attack] = baseline(row, images, setting)
-    summary = {
-        "config": cfg.model_dump(mode="json"),
-        "attacks": attacks,
-        "verdict": verdict(cfg, undefended, baselines),
-        "baselines": baselines,
-        "defenses": rank_defenses(undefended, defended),
-    }
-    write_json(out / "audit.json", summary)
-    write_report(out, title=f"Model-inversion audit of {Path(cfg.model).name}", verdict=summary["verdict"], defense_ranking=summary["defenses"])
-    store.close()
-    return summary
+    The given model is loaded once here to decide which attacks its access allows; the runner then
+    loads it again per run from the same file (cheap), so every run is reproducible from its config."""
+    attacks = applicable_attacks(cfg, prepare(cfg.experiment(cfg.attacks[0] if cfg.attacks else ATTACKS.names()[0])))
+    return [cfg.experiment(attack, defense) for defense in [None, *(cfg.output_defenses() if attacks else [])] for attack in attacks]
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:

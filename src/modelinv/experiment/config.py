@@ -16,10 +16,6 @@ from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
 from modelinv.validation import validate
 
-RECONSTRUCTION_METRICS = ["mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"]
-CLASS_METRICS = ["attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval"]
-ATTRIBUTE_METRICS = ["attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage"]
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -97,15 +93,15 @@ class ExperimentConfig(Scenario):
 class TradeoffConfig(Scenario):
     attacks: list[AttackConfig] = Field(min_length=1)
     sweep: SweepConfig
+    seeds: list[int] | None = Field(None, description="default: [seed]; with several, every table shows a 95% interval")
 
-    def experiments(self) -> list[tuple[int | float | None, list[ExperimentConfig]]]:
-        """Per strength (None: the undefended reference first), one experiment per attack."""
-        scenario = self.model_dump(exclude={"attacks", "sweep"})
+    def experiments(self) -> list[ExperimentConfig]:
+        """The grid: the undefended reference first, then each strength; per strength each seed, per seed each attack."""
+        scenario = self.model_dump(exclude={"attacks", "sweep", "seeds", "seed"})
         s = self.sweep
         defenses = [None] + [{"name": s.defense, "params": {**s.params, s.param: v}} for v in s.values]
         return [
-            (None if d is None else d["params"][s.param], [ExperimentConfig(**scenario, attack=a, defense=d) for a in self.attacks])
-            for d in defenses
+            ExperimentConfig(**scenario, seed=seed, attack=a, defense=d) for d in defenses for seed in self.seeds or [self.seed] for a in self.attacks
         ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,13 @@ import yaml
 from safetensors.torch import save_file
 
 from modelinv.attacks import ATTACKS, Attack, Targets
+from modelinv.attacks.goals import goal
 from modelinv.data import load, make_splits
 from modelinv.data.schema import apply_schema, sensitive_of
 from modelinv.data.types import Dataset, ImageDataset, Splits, TabularDataset
 from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
 from modelinv.errors import ModelinvError
-from modelinv.experiment.config import ATTRIBUTE_METRICS, CLASS_METRICS, RECONSTRUCTION_METRICS, DataConfig, ExperimentConfig, ModelConfig
+from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
@@ -27,8 +28,8 @@ from modelinv.models.sklearn_adapter import train_or_fit
 from modelinv.models.store import ModelRequest
 from modelinv.models.trainer import accuracy
 from modelinv.models.user import file_digest, load_user_model
-from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
-from modelinv.report.grid import save_class_grid, save_grid
+from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox, connect
+from modelinv.images import save_class_grid, save_grid
 from modelinv.seeding import seed_everything
 from modelinv.versions import versions
 
@@ -153,8 +154,6 @@ def build_threat(cfg: ExperimentConfig, model: LayeredNet, defense: Defense | No
     output = defense if isinstance(defense, OutputDefense) else None
     observer = None
     if access.endpoint is not None:
-        from modelinv.serve.client import connect
-
         observer = connect(access, layer, output)
     elif access.observe == "features":
         observer = Features(model, layer, budget=access.query_budget, defense=output)
@@ -183,7 +182,7 @@ def check_names(cfg: ExperimentConfig) -> tuple[Attack, list[str]]:
     attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
     if cfg.defense is not None:
         build_defense(cfg.defense.name, cfg.defense.params)
-    metrics = cfg.metrics or {"class": CLASS_METRICS, "attribute": ATTRIBUTE_METRICS}.get(attack.goal, RECONSTRUCTION_METRICS)
+    metrics = cfg.metrics or goal(attack.goal).default_metrics
     for name in metrics:
         METRICS.get(name)
     return attack, list(metrics)
@@ -227,6 +226,10 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         public=attacker_dataset(cfg, splits),
     )
     scores = compute(metric_names, inputs)
+    baselines = {
+        name: compute(metric_names, replace(inputs, reconstructions=images, labels=answer_labels, truth=inputs.truth if answer_labels is labels else None))
+        for name, (images, answer_labels) in trivial_answers(attack.goal, inputs, cfg.seed).items()
+    }
     meta = dict(reconstruction.meta)
     row: dict[str, Any] = {
         "attack": cfg.attack.name,
@@ -243,6 +246,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "target_test_acc": accuracy(setting.defense.deployed(setting.target) if setting.defense else setting.target, splits.private_test),
         "evaluator_test_acc": accuracy(setting.evaluator, splits.private_test) if setting.evaluator is not None else None,
         **scores,
+        "baselines": baselines,
         "queries": meta.pop("queries"),
         "gradients": meta.pop("gradients"),
         "seconds": meta.pop("seconds"),
@@ -255,11 +259,42 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
             **({"target_sha256": setting.target_meta["sha256"]} if "sha256" in setting.target_meta else {}),
         },
         "versions": versions(),
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
     }
     images = {"reconstructions": reconstruction.images, "labels": labels}
     if truth is not None:
         images["originals"] = truth
     return row, images
+
+
+def trivial_answers(goal: str, inputs: MetricInputs, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The trivial answers every image run is scored against with the attack's own metrics: (images, labels) by name.
+
+    Reconstruction: a blank image and the attacker's mean image for every target (the labels and true
+    inputs are the attack's). Class inversion: a blank image, the attacker's mean image, the mean private
+    training image of each class (an upper reference no attacker has), and real held-out private images
+    of each class at the same number per class (the reference a perfect attack reaches: knn_ratio about 1).
+    Attribute inference has its baselines among its metrics. Tables and images are not image-shaped: none.
+    """
+    recon, labels = inputs.reconstructions, inputs.labels
+    if recon.dim() != 4 or goal == "attribute":
+        return {}
+    answers = {"blank": (torch.zeros_like(recon), labels), "mean-public": (inputs.public.x.mean(0).expand_as(recon).clone(), labels)}
+    if goal != "class":
+        return answers
+    private, holdout = inputs.private, inputs.holdout
+    answers["class-mean-private"] = (torch.stack([private.x[private.y == c].mean(0) for c in labels.tolist()]), labels)
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in labels.unique().tolist():
+        members = (holdout.y == c).nonzero().flatten()
+        want = int((labels == c).sum())
+        picks.append(members[torch.randperm(len(members), generator=gen)[:want]])
+    pick = torch.cat(picks)
+    if len(pick) >= 2:
+        answers["held-out-private"] = (holdout.x[pick], holdout.y[pick])
+    return answers
 
 
 def defense_columns(setting: Setting) -> dict[str, Any]:

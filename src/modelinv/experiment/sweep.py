@@ -1,4 +1,6 @@
-"""Run a grid of experiments in parallel, on local processes or a Ray cluster, into a results store.
+"""The one runner: a grid of experiments, run in this process, on local processes or on a Ray cluster, into
+a results store. Every command (`run`, `demo`, `tradeoff`, `audit`, `sweep`) and every benchmark is a grid
+run by `run_grid`; what they print or render is read back from the store.
 
 Each run is one task: the worker prepares its setting (models come from the cache once trained), runs
 the attack, writes `out/runs/<run_id>/` and returns the result row; the parent alone writes the store,
@@ -15,7 +17,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,10 +26,9 @@ import torch
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import GridConfig, run_id
-from modelinv.experiment.leaderboard import defense_label
-from modelinv.experiment.results import ResultsStore
 from modelinv.experiment.runner import check_names, run_experiment, write_run
 from modelinv.metrics import METRICS
+from modelinv.results import ResultsStore, defense_label
 
 EXECUTORS = ("local", "ray")
 # The config fields that determine each model a run may train and cache for the runs after it
@@ -39,9 +40,19 @@ SHARED_MODELS = {
 }
 
 
-def run_one(cfg: ExperimentConfig, run_dir: str, threads: int) -> dict[str, Any]:
-    """The task a worker runs: one experiment, its artifacts written to `run_dir`; returns the result row."""
-    os.environ["MODELINV_QUIET"] = "1"  # progress bars of parallel workers would garble each other
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's share), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without affinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def run_one(cfg: ExperimentConfig, run_dir: str, threads: int, quiet: bool = True) -> dict[str, Any]:
+    """The task a worker runs: one experiment with `threads` torch threads, its artifacts written to `run_dir`;
+    returns the result row, which records the thread count (trained bits depend on it)."""
+    if quiet:
+        os.environ["MODELINV_QUIET"] = "1"  # progress bars of parallel workers would garble each other
     torch.set_num_threads(threads)
     row, images = run_experiment(cfg)
     write_run(Path(run_dir), cfg, row, images)
@@ -71,12 +82,39 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-class LocalExecutor:
-    """A pool of `workers` spawned processes on this machine, sharing its cores' threads."""
+class InlineExecutor:
+    """Runs in this process, one at a time, with progress shown: `run`, `demo` and one-worker grids."""
 
-    def __init__(self, workers: int):
+    slots = 1
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.previous = torch.get_num_threads()
+
+    def submit(self, cfg: ExperimentConfig, run_dir: Path):
+        future: Future = Future()
+        try:
+            future.set_result(run_one(cfg, str(run_dir), self.threads, quiet=False))
+        except ModelinvError as err:
+            future.set_exception(err)
+        return future
+
+    def wait(self, handles: list) -> list:
+        return handles[:1]
+
+    def result(self, handle) -> dict[str, Any]:
+        return handle.result()
+
+    def close(self) -> None:
+        torch.set_num_threads(self.previous)
+
+
+class LocalExecutor:
+    """A pool of `workers` spawned processes on this machine, each with `threads` torch threads."""
+
+    def __init__(self, workers: int, threads: int):
         self.slots = workers
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads
         context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
@@ -96,7 +134,7 @@ class LocalExecutor:
 class RayExecutor:
     """Ray tasks of one CPU each: on the cluster at `address`, else on a local instance of `workers` CPUs."""
 
-    def __init__(self, workers: int | None, address: str | None):
+    def __init__(self, workers: int | None, address: str | None, threads: int | None):
         try:
             import ray
         except ImportError:
@@ -109,7 +147,7 @@ class RayExecutor:
         self.slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # On a local instance each task gets the local executor's share of this machine's cores, so that
         # both executors compute with the same number of threads and give the same bits.
-        self.threads = 1 if address else max(1, (os.cpu_count() or 1) // self.slots)
+        self.threads = threads or (1 if address else max(1, available_cores() // self.slots))
         self.task = ray.remote(num_cpus=1)(run_one)
 
     def submit(self, cfg: ExperimentConfig, run_dir: Path):
@@ -161,35 +199,44 @@ def execute(executor, todo: dict[str, ExperimentConfig], runs_dir: Path) -> Iter
         raise failure
 
 
-def run_sweep(
-    grid: GridConfig,
+def run_grid(
+    grid: GridConfig | list[ExperimentConfig],
     out: Path,
     executor: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     command: str = "",
     log: Callable[[str], None] = lambda line: None,
 ) -> list[dict[str, Any]]:
-    """Run every grid point not yet in `out`'s results store; return the grid's rows from the store, in grid order."""
+    """Run every experiment of `grid` not yet in `out`'s results store; return the grid's rows from the store, in grid order.
+
+    `workers` runs at once (default: one per available core locally, the cluster's CPUs on Ray), each with
+    `threads` torch threads (default: the available cores divided among the workers, so that runs never
+    oversubscribe the machine). One local worker runs in this process. The thread count is part of every
+    row: the same seed trains different bits at different thread counts.
+    """
     if executor not in EXECUTORS:
         raise ModelinvError(f"unknown executor '{executor}' (known: {', '.join(EXECUTORS)})")
-    if workers is not None and workers < 1:
-        raise ModelinvError(f"workers must be at least 1, not {workers}")
-    experiments = {run_id(cfg): cfg for cfg in grid.experiments()}
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise ModelinvError(f"{name} must be at least 1, not {value}")
+    configs = grid.experiments() if isinstance(grid, GridConfig) else list(grid)
+    experiments = {run_id(cfg): cfg for cfg in configs}
     for cfg in experiments.values():  # unknown attacks, defenses, parameters or metrics fail before any work
         check_names(cfg)
     out = Path(out).resolve()  # workers may run in another directory, or on another machine of a Ray cluster
     store = ResultsStore(out)
     try:
-        store.record_sweep(command, grid.model_dump(mode="json"))
+        store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
         done = store.done()
         todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
         log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
         if todo:
-            pool = LocalExecutor(min(len(todo), workers or os.cpu_count() or 1)) if executor == "local" else RayExecutor(workers, address)
+            pool = make_executor(executor, address, workers, threads, len(todo))
             try:
                 for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs"), start=1):
-                    store.record(rid, cfg, row, out / "runs" / rid)
+                    store.record(rid, cfg.model_dump(mode="json"), row, out / "runs" / rid)
                     log(f"  [{count}/{len(todo)}] {describe(cfg)}: done (attack {row['seconds']:.1f} s)")
             finally:
                 pool.close()
@@ -197,6 +244,16 @@ def run_sweep(
         return [rows[rid] for rid in experiments]
     finally:
         store.close()
+
+
+def make_executor(executor: str, address: str | None, workers: int | None, threads: int | None, runs: int):
+    """The executor for `runs` runs: in this process for one local worker, else a process pool or Ray."""
+    if executor == "ray":
+        return RayExecutor(workers, address, threads)
+    cores = available_cores()
+    workers = min(runs, workers or cores)
+    threads = threads or max(1, cores // workers)
+    return InlineExecutor(threads) if workers == 1 else LocalExecutor(workers, threads)
 
 
 def table(rows: list[dict[str, Any]], metrics: list[str] | None = None, ids: bool = False) -> tuple[tuple[str, ...], list[dict[str, Any]]]:

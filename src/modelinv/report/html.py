@@ -10,15 +10,13 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
-from modelinv.experiment.leaderboard import defense_label, leaderboard
-from modelinv.experiment.results import ResultsStore
+from modelinv.attacks.goals import GOALS
+from modelinv.report.aggregate import Interval, fmt
+from modelinv.report.audit import margins_beaten
+from modelinv.report.leaderboard import leaderboard
 from modelinv.report.plots import tradeoff_figure
-
-SUCCESS = {
-    "reconstruct": ("psnr", "ssim", "attack_acc_top1"),
-    "class": ("attack_acc_top1", "knn_ratio"),
-    "attribute": ("attr_acc", "attr_advantage", "attr_baseline_acc"),
-}
+from modelinv.report.tradeoff import trivial
+from modelinv.results import ResultsStore, defense_label
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
@@ -36,7 +34,7 @@ def data_uri(png: bytes) -> str:
 
 def cell(value: Any) -> str:
     if isinstance(value, float):
-        return f'<td class="num">{value:.4g}</td>'
+        return f'<td class="num">{fmt(value)}</td>'
     return f"<td>{escape('-' if value is None else str(value))}</td>"
 
 
@@ -51,7 +49,8 @@ def scope(row: dict[str, Any]) -> str:
 
 
 def mean_of(rows: list[dict[str, Any]], metric: str) -> float:
-    return statistics.mean(r[metric] for r in rows)
+    values = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
+    return statistics.mean(values) if values else float("nan")
 
 
 def summary(rows: list[dict[str, Any]]) -> list[str]:
@@ -62,15 +61,21 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         plain = [r for r in mine if not r.get("defense")]
         for attack in dict.fromkeys(r["attack"] for r in plain):
             runs = [r for r in plain if r["attack"] == attack]
-            numbers = ", ".join(f"{m} {mean_of(runs, m):.3g}" for m in SUCCESS[runs[0]["goal"]] if m in runs[0])
-            lines.append(f"{where}, no defense: {attack} reaches {numbers} (target accuracy {mean_of(runs, 'target_test_acc'):.2%}).")
+            numbers = ", ".join(
+                f"{m} {fmt(mean_of(runs, m))} (trivial answer {fmt(mean_of([{m: trivial(r, m)} for r in runs], m))})"
+                for m in GOALS[runs[0]["goal"]].success
+                if m in runs[0]
+            )
+            leaks = sum(bool(margins_beaten(r)) for r in runs)
+            judgement = f"leaks in {leaks} of {len(runs)} seeds" if leaks else "no leakage beyond the trivial answer"
+            lines.append(f"{where}, no defense: {attack} reaches {numbers}: {judgement} (target accuracy {mean_of(runs, 'target_test_acc'):.2%}).")
         for label in dict.fromkeys(defense_label(r) for r in mine if r.get("defense")):
             defended = [r for r in mine if defense_label(r) == label]
             changes = []
             for attack in dict.fromkeys(r["attack"] for r in defended):
                 before = [r for r in plain if r["attack"] == attack]
                 after = [r for r in defended if r["attack"] == attack]
-                metric = SUCCESS[after[0]["goal"]][0]
+                metric = GOALS[after[0]["goal"]].headline
                 if before and metric in before[0]:
                     changes.append(f"{attack} {metric} {mean_of(before, metric):.3g} -> {mean_of(after, metric):.3g}")
             accuracy = f"target accuracy {mean_of(defended, 'target_test_acc'):.2%}"
@@ -86,7 +91,7 @@ def plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         panels = []
         for attack in dict.fromkeys(r["attack"] for r in mine):
             runs = [r for r in mine if r["attack"] == attack]
-            for metric in (m for m in SUCCESS[runs[0]["goal"]] if m in runs[0]):
+            for metric in (m for m in GOALS[runs[0]["goal"]].success if m in runs[0]):
                 plain = [r for r in runs if not r.get("defense")]
                 reference = (mean_of(plain, metric), mean_of(plain, "target_test_acc")) if plain else None
                 series: dict[str, list] = {}
@@ -103,7 +108,7 @@ def plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
 
 def run_section(row: dict[str, Any]) -> str:
     """One run: what was attacked how, its success metrics, its image grid, and the command that reruns it."""
-    metrics = [m for m in (*SUCCESS["reconstruct"], "knn_ratio", *SUCCESS["attribute"], "target_test_acc", "queries", "seconds") if m in row]
+    metrics = [m for m in (*GOALS[row["goal"]].success, "target_test_acc", "queries", "seconds") if m in row]
     grid = Path(row["artifacts"] or "") / "reconstructions.png"
     image = f'<img alt="reconstructions of run {escape(row["run_id"])}" src="{data_uri(grid.read_bytes())}">' if grid.is_file() else "<p>(no image)</p>"
     rerun = f"modelinv run {Path(row['artifacts']) / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
@@ -149,10 +154,11 @@ def write_report(
     entries = leaderboard(rows)
     if entries:
         parts.append(
-            "<h2>Leaderboard</h2><p>Attacks ranked per model, defense and metric; mean +- standard deviation over seeds.</p>"
+            "<h2>Leaderboard</h2><p>Attacks ranked per model, defense and metric: mean and 95% t interval over seeds; "
+            "attacks whose intervals overlap a better one's share its rank.</p>"
             + html_table(
-                ["model and defense", "metric", "rank", "attack", "mean", "std", "seeds", "target accuracy"],
-                [[e.scope, e.metric, e.rank, e.attack, e.mean, e.std, e.seeds, e.target_test_acc] for e in entries],
+                ["model and defense", "metric", "rank", "attack", "mean [95% interval]", "seeds", "target accuracy"],
+                [[e.scope, e.metric, e.rank, e.attack, Interval(e.mean, e.low, e.high, e.seeds).text(), e.seeds, e.target_test_acc] for e in entries],
             )
         )
     figures = plots(rows)

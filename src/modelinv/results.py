@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from modelinv.errors import ModelinvError
-from modelinv.experiment.config import ExperimentConfig
 
 DATABASE = "results.sqlite"
 SCHEMA = """
@@ -69,15 +68,15 @@ class ResultsStore:
         """The run_ids already finished."""
         return {r for (r,) in self.db.execute("SELECT run_id FROM runs")}
 
-    def record_sweep(self, command: str, config: dict[str, Any]) -> None:
+    def record_sweep(self, command: str, config: Any) -> None:
         with self.db:
             self.db.execute("INSERT INTO sweeps VALUES (?, ?, ?)", (time.time(), command, json.dumps(config)))
 
     def sweeps(self) -> list[dict[str, Any]]:
         return [{"started": s, "command": c, "config": json.loads(cfg)} for s, c, cfg in self.db.execute("SELECT * FROM sweeps ORDER BY started")]
 
-    def record(self, run_id: str, cfg: ExperimentConfig, row: dict[str, Any], artifacts: Path | None) -> None:
-        """Store one finished run and its metrics in a single transaction (all or nothing)."""
+    def record(self, run_id: str, config: dict[str, Any], row: dict[str, Any], artifacts: Path | None) -> None:
+        """Store one finished run (its config as plain JSON data) and its metrics in a single transaction (all or nothing)."""
         numbers = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NUMERIC_EXCLUDE}
         with self.db:
             self.db.execute(
@@ -91,7 +90,7 @@ class ResultsStore:
                     row["model"],
                     row["seed"],
                     row.get("target_test_acc"),
-                    json.dumps(cfg.model_dump(mode="json")),
+                    json.dumps(config),
                     json.dumps(row, default=str),
                     str(artifacts) if artifacts else None,
                     time.time(),
@@ -106,6 +105,16 @@ class ResultsStore:
         for run_id, cfg, row, artifacts, finished in self.db.execute("SELECT run_id, config, row, artifacts, finished FROM runs ORDER BY finished"):
             out.append({"run_id": run_id, **json.loads(row), "config": json.loads(cfg), "artifacts": artifacts, "finished": finished})
         return out
+
+
+def defense_label(row: dict[str, Any]) -> str:
+    """'none', or the defense name with its parameters, e.g. 'laplace-noise(scale=0.5)'."""
+    if not row.get("defense"):
+        return "none"
+    params = row.get("defense_params") or {}
+    if isinstance(params, str):
+        params = json.loads(params)
+    return f"{row['defense']}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})" if params else row["defense"]
 
 
 def text(value: Any) -> str:

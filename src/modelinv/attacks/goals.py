@@ -1,0 +1,61 @@
+"""What each attack goal measures, declared once: its default metrics, the metrics that say how far the
+attack succeeded, and the one metric that ranks attacks and decides verdicts. Runner, audit, trade-off,
+report and leaderboard all read this table.
+
+- reconstruct: rebuild the specific private inputs behind observations (He et al. 2019). Headline SSIM
+  (structure, not brightness: pixel distance alone rewards dark images); PSNR and judge top-1 beside it.
+- class: produce inputs representative of private classes (Fredrikson et al. 2015, GMI). Headline
+  knn_ratio (realism relative to real held-out images; judge accuracy alone rewards adversarial noise).
+- attribute: complete private records whose sensitive column is hidden (Fredrikson et al. 2014).
+  Headline the advantage over the most common value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelinv.errors import ModelinvError
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    default_metrics: tuple[str, ...]
+    success: tuple[str, ...]  # the metrics that measure attack success, headline first
+    summary: str
+
+    @property
+    def headline(self) -> str:
+        return self.success[0]
+
+
+GOALS: dict[str, Goal] = {
+    g.name: g
+    for g in (
+        Goal(
+            "reconstruct",
+            ("mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"),
+            ("ssim", "psnr", "attack_acc_top1"),
+            "rebuild the private inputs behind observations",
+        ),
+        Goal(
+            "class",
+            ("attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval"),
+            ("knn_ratio", "attack_acc_top1", "fid_eval"),
+            "produce inputs representative of private classes",
+        ),
+        Goal(
+            "attribute",
+            ("attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage"),
+            ("attr_advantage", "attr_acc"),
+            "infer a hidden sensitive column of private records",
+        ),
+    )
+}
+
+
+def goal(name: str) -> Goal:
+    """The Goal called `name`; a one-line error for an unknown one."""
+    if name not in GOALS:
+        raise ModelinvError(f"unknown attack goal '{name}' (known: {', '.join(GOALS)})")
+    return GOALS[name]

@@ -1,0 +1,112 @@
+"""Aggregation over seeds, once for every table: mean and 95% interval, and comparisons a reviewer accepts.
+
+A result row is one seed of one setting. Rows that differ only in seed are pooled; the interval is
+Student's t interval of the mean over seeds, mean +- t_{0.975, k-1} s / sqrt(k) for k seeds with
+sample standard deviation s (k >= 2; one seed has no interval). Two settings are called different
+only when their intervals do not overlap, a conservative rule (non-overlapping 95% intervals imply a
+difference at well below the 5% level); otherwise they are "not distinguishable".
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Iterable
+
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean over `k` seeds with its two-sided 95% t interval [low, high] (both None for one seed)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    k: int
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.low is None else (self.high - self.mean)
+
+    def overlaps(self, other: Interval) -> bool:
+        """True when the two intervals share a point, or either is undefined (one seed)."""
+        if self.low is None or other.low is None:
+            return True
+        return self.low <= other.high and other.low <= self.high
+
+    def text(self) -> str:
+        """'13.1 [12.8, 13.4]' (mean [95% interval]) or '13.1 (1 seed)'."""
+        if self.low is None:
+            return f"{fmt(self.mean)} (1 seed)"
+        return f"{fmt(self.mean)} [{fmt(self.low)}, {fmt(self.high)}]"
+
+
+def interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
+    """The mean of per-seed `values` and its t interval.
+
+    Shape: a sequence of k floats (one per seed) -> Interval.
+    Example: interval([1.0, 2.0, 3.0]) -> Interval(mean=2.0, low=-0.484, high=4.484, k=3).
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("interval of no values")
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Interval(mean, None, None, 1)
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return Interval(mean, mean - half, mean + half, len(values))
+
+
+def compare(a: Interval, b: Interval, higher_is_better: bool = True) -> str:
+    """'better', 'worse' or 'not distinguishable': a against b, by non-overlap of the intervals."""
+    if a.overlaps(b):
+        return "not distinguishable"
+    return "better" if (a.mean > b.mean) == higher_is_better else "worse"
+
+
+def groups(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Hashable]) -> dict[Hashable, list[dict[str, Any]]]:
+    """Rows grouped by `key(row)`, groups and rows in first-seen order."""
+    out: dict[Hashable, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(key(row), []).append(row)
+    return out
+
+
+def metric_interval(rows: list[dict[str, Any]], metric: str, value: Callable[[dict[str, Any]], Any] | None = None) -> Interval | None:
+    """The interval over the rows (one per seed) of `metric`, or of `value(row)`; None when no row has a number.
+
+    Rows whose value is None (a metric undefined for the setting, e.g. top-5 of 5 classes) are left out."""
+    get = value or (lambda r: r.get(metric))
+    numbers = [get(r) for r in rows]
+    numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
+    return interval(numbers) if numbers else None
+
+
+def ranks(intervals: dict[str, Interval], higher_is_better: bool) -> dict[str, int]:
+    """Rank of each entry: 1 + the number of entries clearly better than it (non-overlapping intervals).
+
+    Entries not distinguishable from the best share rank 1, and so do exact ties; with one seed no
+    interval exists, so every entry ranks 1 (one seed cannot order attacks)."""
+    return {name: 1 + sum(compare(other, iv, higher_is_better) == "better" for other in intervals.values()) for name, iv in intervals.items()}
+
+
+def fmt(value: Any) -> str:
+    """A number with 3 significant digits (2.3e-04, 0.912, 13.1, 4.2e+03), '-' for None, 'n/a' marker kept."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e4 or magnitude < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.3g}" if magnitude < 100 else f"{value:.1f}"
