@@ -8,6 +8,9 @@ import pytest
 import torch
 import yaml
 
+from modelinv.results import ResultsStore
+
+from helpers import cli
 from modelinv.attacks import ATTACKS, Attack, Reconstruction, Targets
 from modelinv.data import load, make_splits
 from modelinv.defenses import build_defense
@@ -19,8 +22,6 @@ from modelinv.models.store import ModelRequest, train_or_load
 from modelinv.models.trainer import accuracy
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
 from modelinv.stats import distance_correlation
-
-from helpers import cli
 
 
 def psnr(reconstructions, truth):
@@ -38,7 +39,7 @@ def train(data, arch, epochs, defense=None):
         train={"epochs": epochs, "patience": epochs},
         defense=defense.training_spec() if defense else {},
     )
-    return train_or_load(request, data)
+    return train_or_load(request, data, hooks=defense)
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +212,12 @@ def test_tradeoff_writes_table_and_plot(capsys, tmp_path):
     (tmp_path / "tradeoff.yaml").write_text(yaml.safe_dump(config))
     code, _, err = cli(capsys, "tradeoff", tmp_path / "tradeoff.yaml", "--out", tmp_path / "out")
     assert code == 0, err
-    rows = json.loads((tmp_path / "out" / "tradeoff.json").read_text())
-    assert [r["strength"] for r in rows] == [None, 1.0, 2.0]
-    assert rows[0]["defense"] is None and rows[1]["defense_params"]["noise_multiplier"] == 1.0 and rows[1]["epsilon"] > rows[2]["epsilon"]
+    store = ResultsStore(tmp_path / "out", create=False)
+    rows = sorted(store.rows(), key=lambda r: r["config"]["defense"]["params"]["noise_multiplier"] if r["defense"] else 0)
+    store.close()
+    assert [r["defense_params"]["noise_multiplier"] if r["defense"] else None for r in rows] == [None, 1.0, 2.0]
+    assert rows[1]["epsilon"] > rows[2]["epsilon"]
     table = (tmp_path / "out" / "tradeoff.md").read_text()
-    assert "| noise_multiplier | target_acc | epsilon | inverse-net psnr | inverse-net ssim |" in table and "| none |" in table
+    header = "| noise_multiplier | target_acc | epsilon | inverse-net ssim | inverse-net ssim trivial | inverse-net psnr | inverse-net psnr trivial |"
+    assert header in table and "| none |" in table
     assert (tmp_path / "out" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

@@ -26,7 +26,7 @@ TARGETS = 1000  # attacked training records: the advantage's standard error is a
 
 
 def experiment(source: str, attack: dict, arch: str = "logreg", **extra) -> ExperimentConfig:
-    access = {"observe": "probs", "white_box": "full" if attack.get("params", {}).get("variant") == "white-box" else "none"}
+    access = {"observe": "probs", "white_box": "full" if attack["name"] == "fredrikson-attr-wb" else "none"}
     base = {"data": {"source": source}, "target": {"arch": arch, "train": {"epochs": 10}}, "access": access, "num_targets": TARGETS}
     return validate(ExperimentConfig, {**base, "attack": attack, **extra})
 
@@ -49,7 +49,7 @@ def advantage(planted, strength, attack, **extra):
     [
         {"name": "fredrikson-attr"},
         {"name": "fredrikson-attr", "params": {"evidence": "label"}},
-        {"name": "fredrikson-attr", "params": {"variant": "white-box", "evidence": "label"}},
+        {"name": "fredrikson-attr-wb", "params": {"evidence": "label"}},
         {"name": "inverse-attr"},
     ],
     ids=["output", "true-label", "white-box-label", "inverse"],
@@ -69,7 +69,7 @@ def test_observed_scores_reveal_the_attribute_beyond_the_ideal_predictor(planted
 
 def test_black_box_queries_every_candidate_and_white_box_queries_nothing(planted):
     black = advantage(planted, 2, {"name": "fredrikson-attr"})
-    white = advantage(planted, 2, {"name": "fredrikson-attr", "params": {"variant": "white-box"}})
+    white = advantage(planted, 2, {"name": "fredrikson-attr-wb"})
     assert (black["queries"], black["gradients"]) == (3 * TARGETS, 0)  # three levels of s per record
     assert (white["queries"], white["gradients"]) == (0, 3 * TARGETS)
     assert white["attr_acc"] == pytest.approx(black["attr_acc"])
@@ -82,8 +82,8 @@ def test_label_only_output_defends_the_scores_attack(planted):
 
 
 def test_white_box_variant_refuses_a_black_box_threat_model(planted):
-    cfg = experiment("planted:2", {"name": "fredrikson-attr", "params": {"variant": "white-box"}}, access={"observe": "probs"})
-    with pytest.raises(ModelinvError, match="'fredrikson-attr' needs white-box access to the full model"):
+    cfg = experiment("planted:2", {"name": "fredrikson-attr-wb"}, access={"observe": "probs"})
+    with pytest.raises(ModelinvError, match="'fredrikson-attr-wb' needs white-box access to the full model"):
         run_experiment(cfg, planted[2])
 
 
@@ -111,7 +111,7 @@ def test_breast_cancer_with_a_binned_numeric_sensitive_column():
     tabular = {"sensitive": "mean radius", "bins": [6, 13, 30]}
     data = apply_schema(load("breast-cancer"), TabularSchema(**tabular))
     assert data.sensitive.levels == ("[6, 13)", "[13, 30]")
-    cfg = experiment("breast-cancer", {"name": "fredrikson-attr", "params": {"variant": "white-box"}}, data={"source": "breast-cancer", "tabular": tabular})
+    cfg = experiment("breast-cancer", {"name": "fredrikson-attr-wb"}, data={"source": "breast-cancer", "tabular": tabular})
     row = run_experiment(cfg)[0]
     assert row["num_targets"] == len(make_splits("same-distribution", data, seed=0).private_train)
     assert row["attr_advantage"] > 0.2
@@ -149,10 +149,11 @@ def test_a_config_runs_on_a_csv_from_modelinv_run_reproducibly(user_csv, tmp_pat
     for out in ("a", "b"):
         code, _, err = cli(capsys, "run", tmp_path / "exp.yaml", "--out", tmp_path / out)
         assert code == 0, err
-        rows.append(json.loads((tmp_path / out / "results.json").read_text()))
+        (run,) = (tmp_path / out / "runs").iterdir()
+        rows.append(json.loads((run / "results.json").read_text()))
     assert rows[0]["attr_advantage"] > 0.3 and rows[0]["num_targets"] == 500
     assert {k: rows[0][k] for k in rows[0] if k.startswith("attr_")} == {k: rows[1][k] for k in rows[1] if k.startswith("attr_")}
-    assert (tmp_path / "a" / "reconstructions.safetensors").is_file()
+    assert (run / "reconstructions.safetensors").is_file()
 
 
 @pytest.mark.parametrize(
@@ -213,10 +214,11 @@ def test_audit_of_a_users_csv_and_model(user_csv, user_model, tmp_path, capsys):
     assert summary["attacks"] == ["fredrikson-attr", "inverse-attr"]
     assert all(line.startswith("The sensitive attribute can be inferred") for line in summary["verdict"])
     label_only = next(d for d in summary["defenses"] if d["defense"] == "label-only")
-    assert label_only["metric"] == "attr_acc" and label_only["defended"] < label_only["undefended"] - 0.2
+    assert label_only["metric"] == "attr_advantage" and label_only["defended"] < label_only["undefended"] - 0.2
     run_dir = next(p.parent for p in (tmp_path / "audit" / "runs").glob("*/results.json") if json.loads(p.read_text())["defense"] is None)
     assert invoke("run", run_dir / "config.yaml", "--out", tmp_path / "rerun") == 0
-    rerun, original = (json.loads(p.read_text()) for p in (tmp_path / "rerun" / "results.json", run_dir / "results.json"))
+    (rerun_dir,) = (tmp_path / "rerun" / "runs").iterdir()
+    rerun, original = (json.loads(p.read_text()) for p in (rerun_dir / "results.json", run_dir / "results.json"))
     assert rerun["attr_acc"] == original["attr_acc"] and f"{rerun['attr_acc']:.0%}" in out
 
 

@@ -117,7 +117,9 @@ def run(
     if as_json:
         print(json.dumps({k: v for k, v in row.items() if k not in ("config",)}, indent=2, default=str))
         return
-    metrics = {k: v for k, v in row.items() if isinstance(v, float) and k not in ("seconds", "finished")}
+    from modelinv.metrics import METRICS
+
+    metrics = {k: row[k] for k in ("target_test_acc", "evaluator_test_acc", *METRICS.names()) if k in row}
     console.print(f"{row['attack']} against {row['model']} ({row['access']}): " + ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     console.print(f"results in {row['artifacts']}/results.json and {out / 'results.sqlite'}")
 

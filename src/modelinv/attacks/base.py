@@ -1,7 +1,9 @@
 """The attack interface: declared requirements, validated parameters, one `run` method.
 
-An attack states what it must observe (`observes`) and which part of the model it must know
-(`white_box`); calling it with a weaker threat model raises AccessDenied before any work is done.
+An attack states what it must observe (`observes`), which part of the model it must know
+(`white_box`) and whether it queries the observation oracle with inputs of its own (`queries`);
+calling it with a weaker threat model raises AccessDenied before any work is done. Its threat model
+in words (`threat_summary`, shown by `modelinv list attacks`) is written from these attributes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from modelinv.data.types import Dataset
+from modelinv.errors import ModelinvError
+from modelinv.observation import OBSERVATIONS
 from modelinv.oracle import ThreatModel
 from modelinv.validation import validate
+
+OBSERVED = {"features": "split-layer features", "logits": "logits", "probs": "probabilities", "label": "top-1 labels"}
+"""Each observation kind in words, for `Attack.threat_summary`."""
 
 
 class AttackParams(BaseModel):
@@ -41,25 +48,58 @@ class Targets:
 
 @dataclass
 class Reconstruction:
-    """The attack's output images, with what it cost (queries, seconds) and attack-specific details."""
+    """The attack's output images, with what it cost (queries, seconds) and attack-specific details.
+
+    `references` holds trivial answers only the attack can produce, scored beside it with the same metrics:
+    e.g. a GAN attack's unoptimised samples from random latents ("random-latents"), same shape and labels."""
 
     images: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def requested_classes(attack: str, y: torch.Tensor | None, num_classes: int | None) -> torch.Tensor:
+    """An attack's `targets.classes`, checked to be class indices of a target with `num_classes` classes
+    (None: unknown to the attacker, any non-negative index)."""
+    top = float("inf") if num_classes is None else num_classes
+    if y is None or y.ndim != 1 or len(y) == 0 or not ((y >= 0) & (y < top)).all():
+        bound = "" if num_classes is None else f" (0..{num_classes - 1})"
+        raise ModelinvError(f"attack '{attack}' needs targets.classes, class indices of the target{bound}")
+    return y.long()
 
 
 class Attack:
-    """Base class: subclasses set `observes`, `white_box`, `goal`, `Params` and implement `run`.
+    """Base class: subclasses set `goal`, `observes`, `white_box`, `queries`, `Params` and implement `run`.
 
     `goal` is "reconstruct" (rebuild the specific private inputs behind observations), "class"
     (produce inputs representative of private classes) or "attribute" (complete private records whose
-    sensitive column is hidden). The registry sets `name`.
+    sensitive column is hidden); `modelinv.attacks.goals` says how each is measured. `observes` lists the
+    observations of which the threat model must grant one (empty: none needed), `white_box` the model
+    parts of which it must know one, and `queries` says whether the attack submits inputs of its own to
+    the observation oracle (rather than only reading the victims' intercepted observations). These are
+    class attributes: an attack's requirements do not depend on its parameters. The registry sets `name`.
     """
 
     name: ClassVar[str]
     goal: ClassVar[str] = "reconstruct"
     observes: ClassVar[frozenset[str]] = frozenset()
     white_box: ClassVar[frozenset[str]] = frozenset()
+    queries: ClassVar[bool] = False
     Params: ClassVar[type[AttackParams]] = AttackParams
+
+    @classmethod
+    def threat_summary(cls) -> str:
+        """The threat model in words, from `white_box`, `observes` and `queries`: e.g. "white-box client model +
+        observed split-layer features", "black-box: queries for probabilities", "label-only: queries for top-1 labels"."""
+        seen = " or ".join(OBSERVED[o] for o in OBSERVATIONS if o in cls.observes)
+        if seen:
+            seen = f"queries for {seen}" if cls.queries else f"observed {seen}"
+        if cls.white_box:
+            known = " or ".join(sorted(cls.white_box))
+            return f"white-box {known} model" + (f" + {seen}" if seen else "")
+        if not seen:
+            return "no access to the model"
+        return f"{'label-only' if cls.observes == {'label'} else 'black-box'}: {seen}"
 
     def __init__(self, **params: Any):
         self.params = validate(self.Params, params, where="attack.params")

@@ -77,8 +77,10 @@ class Scenario(Strict):
     target: ModelConfig = Field(default_factory=ModelConfig)
     evaluator: ModelConfig | None = Field(None, description="the judge; default: an architecture distinct from the target")
     access: AccessConfig = Field(default_factory=AccessConfig)
-    attacker_data: Literal["public", "private-train", "uniform-noise"] = Field(
-        "public", description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise)"
+    attacker_data: Literal["public", "private-train", "uniform-noise", "gaussian-noise"] = Field(
+        "public",
+        description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise; "
+        "gaussian-noise N(0.5, 0.25^2) clipped to [0, 1] (the paper draws Gaussian inputs), uniform-noise U[0, 1])",
     )
     num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")
     per_class: int = Field(5, ge=1, description="inversions per private class (class-representative attacks)")

@@ -21,6 +21,7 @@ from modelinv.data.types import Dataset, ImageDataset, Splits, TabularDataset
 from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
+from modelinv.images import save_class_grid, save_grid
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
@@ -29,7 +30,6 @@ from modelinv.models.store import ModelRequest
 from modelinv.models.trainer import accuracy
 from modelinv.models.user import file_digest, load_user_model
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox, connect
-from modelinv.images import save_class_grid, save_grid
 from modelinv.seeding import seed_everything
 from modelinv.versions import versions
 
@@ -94,7 +94,7 @@ def train_model(
         train=model.train.model_dump(),
         defense=defense.training_spec() if defense else {},
     )
-    return train_or_fit(request, data, test=test)
+    return train_or_fit(request, data, test=test, hooks=defense if defense and defense.training_spec() else None)
 
 
 def cut_layer(cfg: ExperimentConfig, model: LayeredNet, needed: bool = False) -> str | None:
@@ -169,11 +169,15 @@ def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
     """The data the attacker queries or trains with (He et al. Table 4: same set, same distribution, noise)."""
     if cfg.attacker_data == "private-train":
         return splits.private_train
-    if cfg.attacker_data == "uniform-noise":
+    if cfg.attacker_data in ("uniform-noise", "gaussian-noise"):
         public = splits.public
         gen = torch.Generator().manual_seed(cfg.seed)
-        noise = torch.rand((len(public), *public.input_shape), generator=gen)
-        return ImageDataset(x=noise, y=torch.zeros(len(public), dtype=torch.long), classes=public.classes, name="uniform-noise")
+        shape = (len(public), *public.input_shape)
+        if cfg.attacker_data == "uniform-noise":
+            noise = torch.rand(shape, generator=gen)
+        else:  # He et al. (2019) draw the attacker's random inputs from a Gaussian; ours N(0.5, 0.25^2), clipped to [0, 1]
+            noise = (0.5 + 0.25 * torch.randn(shape, generator=gen)).clamp(0.0, 1.0)
+        return ImageDataset(x=noise, y=torch.zeros(len(public), dtype=torch.long), classes=public.classes, name=cfg.attacker_data)
     return splits.public
 
 
@@ -224,12 +228,15 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         private=splits.private_train,
         holdout=splits.private_test,
         public=attacker_dataset(cfg, splits),
+        observations=targets.observations,
     )
     scores = compute(metric_names, inputs)
     baselines = {
         name: compute(metric_names, replace(inputs, reconstructions=images, labels=answer_labels, truth=inputs.truth if answer_labels is labels else None))
         for name, (images, answer_labels) in trivial_answers(attack.goal, inputs, cfg.seed).items()
     }
+    for name, images in reconstruction.references.items():  # trivial answers only the attack can give (random GAN latents)
+        baselines[name] = compute(metric_names, replace(inputs, reconstructions=images))
     meta = dict(reconstruction.meta)
     row: dict[str, Any] = {
         "attack": cfg.attack.name,

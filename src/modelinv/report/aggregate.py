@@ -95,9 +95,10 @@ def ranks(intervals: dict[str, Interval], higher_is_better: bool) -> dict[str, i
 
 
 def fmt(value: Any) -> str:
-    """A number with 3 significant digits (2.3e-04, 0.912, 13.1, 4.2e+03), '-' for None, 'n/a' marker kept."""
+    """A number with 3 significant digits (2.3e-04, 0.912, 13.1, 4.2e+03); None (a metric undefined here,
+    e.g. top-5 of 5 classes, or a value not measured) as 'n/a'."""
     if value is None:
-        return "-"
+        return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):

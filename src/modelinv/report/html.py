@@ -17,6 +17,7 @@ from modelinv.report.leaderboard import leaderboard
 from modelinv.report.plots import tradeoff_figure
 from modelinv.report.tradeoff import trivial
 from modelinv.results import ResultsStore, defense_label
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
@@ -35,7 +36,7 @@ def data_uri(png: bytes) -> str:
 def cell(value: Any) -> str:
     if isinstance(value, float):
         return f'<td class="num">{fmt(value)}</td>'
-    return f"<td>{escape('-' if value is None else str(value))}</td>"
+    return f"<td>{escape('n/a' if value is None else str(value))}</td>"
 
 
 def html_table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:

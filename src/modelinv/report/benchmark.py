@@ -1,0 +1,96 @@
+"""What every benchmark shares: one command line (output directory, seeds, threads, workers, --quick), the
+grid run by the one runner into `benchmarks/results/<name>/results.sqlite`, and the provenance a reviewer
+needs printed above every table (command, wall time, seeds, n per seed, torch threads, machine load).
+
+A benchmark script is then: build a grid, `run()` it, render its paper comparison from the returned rows
+with report.aggregate and report.markdown. Rerunning the same command resumes: finished runs are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from modelinv.errors import ModelinvError
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.sweep import available_cores, run_grid
+from modelinv.results import ResultsStore
+
+
+def parser(script: str, doc: str, seeds: int = 3) -> argparse.ArgumentParser:
+    """The shared flags of the benchmark at path `script` (its __file__): the default output is
+    results/<script name>/ beside it, and the Markdown is written next to that directory as <name>.md."""
+    here = Path(script).resolve()
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=here.parent / "results" / here.stem,
+                   help="results directory (results.sqlite, runs/); the Markdown goes beside it as <name>.md")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(seeds)), help=f"seeds (default: 0..{seeds - 1})")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1; recorded, and never mixed in one table)")
+    p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--quick", action="store_true", help="one seed and fewer images: checks that the benchmark runs, in minutes")
+    p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the stored runs")
+    return p
+
+
+def load() -> dict[str, float]:
+    """The 1, 5 and 15 minute load averages (empty where the platform has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return {}
+    return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2)}
+
+
+@dataclass
+class Run:
+    """One benchmark invocation: its rows and what produced them."""
+
+    rows: list[dict[str, Any]]
+    command: str
+    seconds: float
+    load_before: dict[str, float]
+    load_after: dict[str, float]
+
+
+def run(grid: Sequence[ExperimentConfig], args: argparse.Namespace, out: Path | None = None) -> Run:
+    """Run (or, with --render, only read) the grid into the store at `out` (default args.out)."""
+    out = Path(out or args.out)
+    command = shlex.join(["python", *sys.argv])
+    before, start = load(), time.perf_counter()
+    if args.render:
+        store = ResultsStore(out, create=False)
+        try:
+            done = {r["run_id"]: r for r in store.rows()}
+        finally:
+            store.close()
+        rows = [r for r in done.values() if r["config"] in [c.model_dump(mode="json") for c in grid]]
+    else:
+        rows = run_grid(list(grid), out, workers=args.workers, threads=args.threads, command=command, log=print)
+    return Run(rows, command, time.perf_counter() - start, before, load())
+
+
+def provenance(runs: Sequence[Run], rows: Sequence[dict[str, Any]] | None = None) -> str:
+    """Markdown lines above a table: the commands, wall time, seeds, torch threads and machine load.
+
+    Raises when the rows were computed at different thread counts: the same seed trains different bits
+    at different thread counts, so such rows must not share a table."""
+    rows = list(rows if rows is not None else [r for run in runs for r in run.rows])
+    threads = sorted({r.get("threads") for r in rows}, key=str)
+    if len(threads) > 1:
+        raise ModelinvError(f"rows computed at different torch thread counts {threads} cannot share a table; rerun with one --threads")
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"- Produced by: {'; '.join(f'`{r.command}` ({r.seconds:.0f} s)' for r in runs)}",
+        f"- Seeds {seeds} ({len(seeds)} per row unless stated), torch threads {threads[0] if threads else '-'} per run; "
+        f"machine: {platform.machine()}, {available_cores()} available cores; load average before/after "
+        f"{runs[0].load_before.get('1min', '-')} / {runs[-1].load_after.get('1min', '-')} (1 min).",
+        "- Cells: mean [95% t interval over seeds]. Two rows differ only where their intervals do not overlap; otherwise they are not distinguishable.",
+    ]
+    return "\n".join(lines) + "\n"
