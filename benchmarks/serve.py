@@ -41,9 +41,8 @@ from modelinv.data.types import ImageDataset
 from modelinv.experiment.config import DataConfig, ModelConfig
 from modelinv.experiment.runner import load_splits, train_model
 from modelinv.models.store import load_checkpoint
-from modelinv.oracle import ThreatModel
+from modelinv.oracle import RemoteOracle, ThreatModel
 from modelinv.serve.background import free_port
-from modelinv.serve.client import RemoteOracle
 from modelinv.serve.decode import encode_npy
 from modelinv.serve.detectors import DETECTORS, scan
 from modelinv.serve.keys import KeyStore

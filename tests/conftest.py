@@ -1,4 +1,9 @@
-"""Shared fixtures: an isolated model cache, and small trained models reused across tests."""
+"""Shared fixtures: one model cache for the whole test session, and small trained models reused across tests.
+
+Every test trains into and loads from the session's cache, so a model that several modules use (a LeNet,
+an evaluator, a GAN) is trained once per session. A test whose point is what happens in an empty cache
+(a first run trains, the second loads) uses `helpers.own_model_cache` for that part only.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Every test session trains into its own cache, never the user's."""
+    """Every test session trains into its own cache, never the user's; subprocesses inherit it."""
     path = tmp_path_factory.mktemp("modelinv-cache")
     old = os.environ.get("MODELINV_CACHE")
     os.environ["MODELINV_CACHE"] = str(path)
@@ -22,6 +27,13 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("MODELINV_CACHE", None)
     else:
         os.environ["MODELINV_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def keeps_the_session_cache(isolated_cache):
+    """Fails a test that leaves $MODELINV_CACHE pointing elsewhere: later tests would retrain every model."""
+    yield
+    assert os.environ.get("MODELINV_CACHE") == str(isolated_cache), "a test changed $MODELINV_CACHE: use helpers.own_model_cache"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
-"""Helpers shared by the tests: IDX files as MNIST distributes them, and running the CLI in-process."""
+"""Helpers shared by the tests: IDX files as MNIST distributes them, running the CLI in-process, and a
+model cache of a test's own."""
 
+import contextlib
 import gzip
+import os
 import struct
 import sys
 
@@ -45,3 +48,19 @@ def assert_one_line_error(code, err, *needles):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for needle in needles:
         assert needle in lines[0]
+
+
+@contextlib.contextmanager
+def own_model_cache(path):
+    """$MODELINV_CACHE set to `path` inside the block, restored after: for the few tests whose point is what
+    happens in an empty cache (a first run trains, the second loads). Every other test shares the session's
+    cache (tests/conftest.py), so each model is trained once per test session."""
+    previous = os.environ.get("MODELINV_CACHE")
+    os.environ["MODELINV_CACHE"] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("MODELINV_CACHE", None)
+        else:
+            os.environ["MODELINV_CACHE"] = previous

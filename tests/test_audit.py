@@ -21,6 +21,8 @@ from modelinv.models.user import load_user_model
 
 FAST = {"inverse-net": {"epochs": 8}}
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the audit and its `modelinv run` check compute with the same threads
+
 
 @pytest.fixture(scope="module")
 def user_lenet(tmp_path_factory):
@@ -50,6 +52,7 @@ def audit_dir(user_lenet, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_audit_runs_the_attacks_the_access_allows_and_writes_a_report(audit_dir):
     summary = json.loads((audit_dir / "audit.json").read_text())
     assert summary["attacks"] == ["inverse-net"]  # rmle needs the client's weights, shadow the server's
@@ -59,6 +62,7 @@ def test_audit_runs_the_attacks_the_access_allows_and_writes_a_report(audit_dir)
     assert len(summary["defenses"]) == 6 and all(d["metric"] == "ssim" for d in summary["defenses"])
 
 
+@pytest.mark.slow
 def test_audit_numbers_match_modelinv_run_and_beat_the_baseline(audit_dir, tmp_path):
     summary = json.loads((audit_dir / "audit.json").read_text())
     undefended = [json.loads(p.read_text()) for p in (audit_dir / "runs").glob("*/results.json")]
@@ -74,6 +78,7 @@ def test_audit_numbers_match_modelinv_run_and_beat_the_baseline(audit_dir, tmp_p
     assert rerun["psnr"] > summary["baselines"]["inverse-net"]["psnr"] + 3
 
 
+@pytest.mark.slow
 def test_noise_defenses_lower_the_attack_and_are_ranked(audit_dir):
     ranking = json.loads((audit_dir / "audit.json").read_text())["defenses"]
     strongest = next(d for d in ranking if d["defense"] == "laplace-noise(scale=1.0, train=False)")
@@ -97,6 +102,11 @@ def test_audit_errors_are_one_line(user_lenet, tmp_path, capsys):
     assert_one_line_error(code, err, "invalid access 'pixels'")
     code, _, err = cli(capsys, *common, "--arch", "cnn-split", "--access", "features")
     assert_one_line_error(code, err, "does not match architecture 'cnn-split'")
+
+
+@pytest.mark.slow
+def test_audit_refuses_attacks_the_access_does_not_allow(user_lenet):
+    """Trains the audit's judge (5 epochs) when the audit fixture has not: slow on its own."""
     with pytest.raises(ModelinvError, match="needs white-box access"):
         judge = {"arch": "eval-cnn", "train": {"epochs": 5}}  # the audit fixture's judge, from the cache
         cfg = AuditConfig(model=str(user_lenet), arch="lenet", data={"source": "mnist5k"}, access="features:relu2", attacks=["rmle"], evaluator=judge)

@@ -92,6 +92,7 @@ def test_listed_with_their_threat_models():
     assert all(rows[a]["white_box"] == [] and rows[a]["goal"] == "class" for a in PARAMS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_beats_random_latents_of_the_same_gan_without_gradients(setting, results, attack):
     """Queries only (the oracle raises on any gradient), yet the target sees the class far more often than in G(z), z random."""
@@ -103,6 +104,7 @@ def test_beats_random_latents_of_the_same_gan_without_gradients(setting, results
     assert target_acc(setting, result.images) >= target_acc(setting, random_images) + 0.3
 
 
+@pytest.mark.slow
 def test_brep_mi_keeps_every_started_search_inside_its_class(setting, results):
     """Label-only: a search only moves to latents the target labels as its class."""
     meta = results["brep-mi"].meta
@@ -112,12 +114,14 @@ def test_brep_mi_keeps_every_started_search_inside_its_class(setting, results):
     assert max(meta["final_radius"]) > 2.0  # at least one sphere grew
 
 
+@pytest.mark.slow
 def test_black_box_attacks_share_the_gmi_gan(results):
     """The public prior is GMI's WGAN-GP, not trained with the target: the same seed loads one cached GAN."""
     paths = {r.meta["gan"]["path"] for r in results.values()}
     assert len(paths) == 1 and "dcgan-generator" in paths.pop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_query_budget_stops_and_keeps_the_best(setting, results, attack):
     budget = results[attack].meta["queries"] // 2
@@ -138,6 +142,7 @@ def test_query_budget_stops_and_keeps_the_best(setting, results, attack):
     assert "stopped" not in results[attack].meta
 
 
+@pytest.mark.slow
 def test_runs_from_a_config_with_a_budget_and_repeats(setting):
     """End to end: an experiment config with a query budget; the same config twice gives the same images."""
     (row, images), (again, images2) = (run_experiment(config("mirror-bb", budget=2000), setting) for _ in range(2))
@@ -166,6 +171,7 @@ def test_mirror_refuses_classes_the_target_lacks(setting):
 LOMMA_PARAMS = {"lomma_surrogates": ["cnn-split", "mlp"], "lomma_epochs": 3, "lomma_reg": 0.5}
 
 
+@pytest.mark.slow
 def test_lomma_identity_loss_is_the_ensemble_logit_loss(setting):
     """Distilled surrogates agree with the target on public data; L_id is the paper's formula on their logits."""
     target = WhiteBox(setting.target)
@@ -182,6 +188,7 @@ def test_lomma_identity_loss_is_the_ensemble_logit_loss(setting):
     assert all(m["cached"] for m in again.meta.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["gmi", "kedmi", "plg-mi"])
 def test_lomma_option_of_the_white_box_gan_attacks(setting, attack):
     """The settings under which tests/test_gmi_kedmi.py and tests/test_plg_mi.py see each attack succeed, now with LOMMA."""

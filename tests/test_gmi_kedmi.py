@@ -1,7 +1,9 @@
 """GMI and KEDMI on the class-disjoint MNIST protocol, with a small target and tiny GANs.
 
 Each attack runs twice from an experiment config: the first run trains its GAN, the second must
-reuse it from the cache and reproduce the same images.
+reuse it from the cache and reproduce the same images. The target and evaluator come from the
+session's cache (tests/test_blackbox_attacks.py uses the same ones); only the GANs are trained
+into a cache of this module's own.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import own_model_cache
 from modelinv.attacks import ATTACKS, Targets
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import CLASS_METRICS, ExperimentConfig
@@ -40,26 +43,24 @@ def config(attack: str, metrics: list[str] | None = None) -> ExperimentConfig:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def own_cache(tmp_path_factory):
-    """A cache of this module's own, so its first runs train their GANs (black-box attack tests train the same GMI GAN)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MODELINV_CACHE", str(tmp_path_factory.mktemp("gmi-kedmi-cache")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture(scope="module")
 def setting():
+    """The target and evaluator, from the session's cache."""
     return prepare(config("gmi"))
 
 
 @pytest.fixture(scope="module")
-def runs(setting):
-    """For each attack: two (row, images) runs of the same attack, all metrics on the first (the second is for the cache)."""
-    return {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
+def runs(setting, tmp_path_factory):
+    """For each attack: two (row, images) runs of the same attack, all metrics on the first (the second is for the cache).
+
+    The runs get an empty cache of their own, so the first run of each attack trains its GAN whatever ran before
+    (tests/test_blackbox_attacks.py trains the same GMI and KEDMI GANs into the session's cache); given the
+    setting, a run takes nothing else from the cache."""
+    with own_model_cache(tmp_path_factory.mktemp("gan-cache")):
+        return {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_runs_end_to_end_from_a_config(runs, attack):
     row, images = runs[attack][0]
@@ -70,6 +71,7 @@ def test_runs_end_to_end_from_a_config(runs, attack):
     assert row["access"] == "white-box full"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_second_run_reuses_the_gan_and_repeats_the_images(runs, attack):
     (first, images1), (second, images2) = runs[attack]
@@ -80,6 +82,7 @@ def test_second_run_reuses_the_gan_and_repeats_the_images(runs, attack):
     assert second["gradients"] == first["gradients"], "a cached GAN's training evaluations still count"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_beats_random_latents_of_the_same_gan(runs, setting, attack):
     """The target recognises the wanted class in the attack's images far more often than in G(z) for random z."""
@@ -93,6 +96,7 @@ def test_beats_random_latents_of_the_same_gan(runs, setting, attack):
     assert attack_acc > random_acc + 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_kedmi_gan_is_keyed_by_the_target(runs, attack):
     """KEDMI's GAN learns from the target (its soft labels), GMI's only from public data."""

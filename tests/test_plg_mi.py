@@ -1,4 +1,8 @@
-"""PLG-MI on the class-disjoint MNIST protocol, with a briefly trained LeNet and a tiny GAN."""
+"""PLG-MI on the class-disjoint MNIST protocol, with a briefly trained LeNet and a tiny GAN.
+
+The target and evaluator are those of tests/test_gmi_kedmi.py and tests/test_blackbox_attacks.py, so a test
+session trains them once; its LOMMA test trains this module's GAN too (same target, parameters and seed).
+"""
 
 from pathlib import Path
 
@@ -17,13 +21,15 @@ from modelinv.oracle import Scores, ThreatModel, WhiteBox
 TINY = {"top_k": 100, "gan_steps": 120, "n_critic": 1, "gan_batch": 32, "latent_dim": 16, "width": 8, "iterations": 150}
 PER_CLASS = 3
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def config():
     return ExperimentConfig.model_validate(
         {
             "data": {"source": "mnist5k", "split": "class-disjoint"},
-            "target": {"arch": "lenet", "train": {"epochs": 3}},
+            "target": {"arch": "lenet", "train": {"epochs": 2}},
             "evaluator": {"arch": "eval-cnn", "train": {"epochs": 2}},
             "access": {"observe": None, "white_box": "full"},
             "attack": {"name": "plg-mi", "params": TINY},
@@ -43,6 +49,7 @@ def attack(setting, seed=0, **params):
     return ATTACKS.get("plg-mi")(**{**TINY, **params})(threat, Targets(classes=classes), setting.splits.public, seed=seed), classes
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_from_an_experiment_config(config, setting):
     row, images = run_experiment(config, setting)
     assert images["reconstructions"].shape == (5 * PER_CLASS, 1, 28, 28)
@@ -53,8 +60,15 @@ def test_runs_end_to_end_from_an_experiment_config(config, setting):
     assert row["gradients"] == search + gan["target_evaluations"] and gan["target_evaluations"] > 0  # GAN training counts, cached or not
 
 
-def test_latent_search_beats_random_latents_of_the_same_generator(setting):
-    result, classes = attack(setting)
+@pytest.fixture(scope="module")
+def twice(setting):
+    """The same attack run twice, (result, classes) each: the second always with the GAN from the cache."""
+    return attack(setting), attack(setting)
+
+
+@pytest.mark.slow
+def test_latent_search_beats_random_latents_of_the_same_generator(setting, twice):
+    result, classes = twice[0]
     generator, _ = load_checkpoint(Path(result.meta["gan"]["path"]) / "generator")
     z = torch.randn(len(classes), TINY["latent_dim"], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -66,9 +80,9 @@ def test_latent_search_beats_random_latents_of_the_same_generator(setting):
     assert margin["attack"] < 0 < margin["random"]
 
 
-def test_second_run_reuses_the_cached_gan_and_repeats_itself(setting):
-    first, classes = attack(setting)
-    second, _ = attack(setting)
+@pytest.mark.slow
+def test_second_run_reuses_the_cached_gan_and_repeats_itself(twice):
+    (first, classes), (second, _) = twice
     assert second.meta["gan"]["cached"] and second.meta["gan"]["path"] == first.meta["gan"]["path"]
     assert second.meta["gradients"] == first.meta["gradients"] == len(classes) * TINY["iterations"] * 2 + first.meta["gan"]["target_evaluations"]
     assert torch.equal(first.images, second.images)

@@ -58,8 +58,10 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """A report on a sweep of tests/test_sweep.py's models, with two workers as there: the same threads per worker,
+    so the models in the session's cache have the same bits whichever module trains them first."""
     out = tmp_path_factory.mktemp("results")
-    run_sweep(validate(GridConfig, GRID), out, workers=1, command="modelinv sweep grid.yaml --out results")
+    run_sweep(validate(GridConfig, GRID), out, workers=2, command="modelinv sweep grid.yaml --out results")
     from modelinv.report.html import write_report
 
     return write_report(out, title="test report")
@@ -89,6 +91,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium() is None and os.environ.get("CI") != "true", reason="Chromium not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     assert chromium(), "CI must have Chromium: .ci/run installs it"

@@ -4,7 +4,6 @@ and the query monitor. All load goes to loopback and is bounded in count."""
 import base64
 import io
 import pickle
-import sqlite3
 import threading
 
 import httpx
@@ -15,14 +14,14 @@ import torch
 from helpers import assert_one_line_error, cli
 from modelinv.attacks import ATTACKS, Targets
 from modelinv.errors import AccessDenied, ModelinvError
-from modelinv.oracle import Scores, ThreatModel
+from modelinv.oracle import RemoteOracle, Scores, ThreatModel
+from modelinv.serve import app as app_module
 from modelinv.serve.app import Served, create_app
 from modelinv.serve.background import BackgroundServer
-from modelinv.serve.client import RemoteOracle
 from modelinv.serve.decode import Limits, encode_npy
-from modelinv.serve.detectors import scan
 from modelinv.serve.exposure import build_observer
-from modelinv.serve.keys import KeyStore
+from modelinv.serve.keys import ApiKey, KeyStore
+from modelinv.serve.limits import Limiter
 from modelinv.serve.ood import FeatureStats
 from modelinv.serve.querylog import QueryLog
 
@@ -52,11 +51,48 @@ def keys(db):
     return made
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test advances it: rate limits without sleeping or racing the wall clock."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture(scope="module")
-def url(small_lenet, mnist_splits, db, keys):
+def clock():
+    """The clock of the served application's rate limiter (see `url`): it stands still unless a test advances it."""
+    return FakeClock()
+
+
+def app_with_clock(served: Served, clock: FakeClock):
+    """`create_app(served)` with its rate limiter reading `clock` (create_app builds its Limiter on the real clock)."""
+    made: list[Limiter] = []
+
+    def limiter(*args, **kwargs) -> Limiter:
+        made.append(Limiter(*args, **{**kwargs, "clock": clock}))
+        return made[-1]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(app_module, "Limiter", limiter)
+    try:
+        app = create_app(served)
+    finally:
+        patch.undo()
+    assert len(made) == 1, "create_app no longer builds its limiter from modelinv.serve.app.Limiter: give it the clock another way"
+    return app
+
+
+@pytest.fixture(scope="module")
+def url(small_lenet, mnist_splits, db, keys, clock):
     reference = mnist_splits.private_train
     served = Served(build_observer(small_lenet, "probs"), Limits(reference.input_shape, max_batch=512, max_body_bytes=4 * 2**20), KeyStore(db), QueryLog(db, FeatureStats.fit(small_lenet, reference)))
-    with BackgroundServer(create_app(served)) as address:
+    with BackgroundServer(app_with_clock(served, clock)) as address:
         yield address
     served.log.close()
 
@@ -95,7 +131,7 @@ def test_missing_wrong_and_revoked_keys_get_401_with_nothing_about_the_model(url
 
 
 def test_keys_are_stored_hashed_and_listed_without_tokens(db, keys, capsys):
-    raw = db.read_bytes() + (db.parent / "serve.sqlite-wal").read_bytes()
+    raw = b"".join(path.read_bytes() for path in db.parent.glob(f"{db.name}*"))  # the database and, while open, its WAL
     for token in keys.values():
         assert token.split("_", 2)[2].encode() not in raw
     code, out, _ = cli(capsys, "keys", "list", "--db", db, "--json")
@@ -104,13 +140,48 @@ def test_keys_are_stored_hashed_and_listed_without_tokens(db, keys, capsys):
     assert not any(token in out for token in keys.values())
 
 
-def test_rate_limit_and_budget_give_429(url, keys, test_images):
+def api_key(name="k", rate=None, burst=None, budget=None):
+    return ApiKey(id=name, name=name, admin=False, rate=rate, burst=burst, budget=budget, created=0.0, revoked=None)
+
+
+def test_limiter_token_bucket_on_a_fake_clock():
+    clock = FakeClock()
+    limiter = Limiter(lambda key_id: 0, clock=clock)
+    key = api_key(rate=2.0, burst=3)
+    assert [limiter.take_request(key) for _ in range(4)] == [True, True, True, False]  # the burst, then refused
+    assert limiter.retry_after(key) == 0.5  # one token, at 2 per second
+    clock.advance(0.25)
+    assert not limiter.take_request(key) and limiter.retry_after(key) == 0.25  # half a token refilled
+    clock.advance(0.25)
+    assert limiter.take_request(key) and not limiter.take_request(key)
+    clock.advance(100.0)  # refills up to the burst, no further
+    assert [limiter.take_request(key) for _ in range(4)] == [True, True, True, False]
+    other = api_key("other", rate=2.0)  # a bucket per key; the burst defaults to max(1, rate)
+    assert [limiter.take_request(other) for _ in range(3)] == [True, True, False]
+    unlimited = api_key("unlimited")
+    assert all(limiter.take_request(unlimited) for _ in range(1000)) and limiter.retry_after(unlimited) == 0.0
+
+
+def test_limiter_budget_counts_inputs_answered_before_the_restart():
+    limiter = Limiter(lambda key_id: {"k": 4}.get(key_id, 0), clock=FakeClock())
+    key = api_key(budget=10)
+    assert limiter.charge(key, 5) and not limiter.charge(key, 2), "4 logged before, 5 now: 1 left"
+    assert limiter.charge(key, 1) and not limiter.charge(key, 1)
+    assert limiter.charge(api_key("free"), 10**9)
+
+
+def test_rate_limit_and_budget_give_429(url, keys, clock, test_images):
+    """The served limiter reads the fake `clock`: a burst of 2, then 1 request per second of that clock, exactly."""
     body = npy_body(test_images[:1])
-    codes = [post(url, keys["limited"], body).status_code for _ in range(4)]
-    assert codes[:2] == [200, 200] and 429 in codes[2:]
+    assert [post(url, keys["limited"], body).status_code for _ in range(3)] == [200, 200, 429]
     limited = post(url, keys["limited"], body)
-    if limited.status_code == 429:
-        assert limited.json()["code"] == "rate_limited" and float(limited.headers["retry-after"]) <= 1.0
+    assert limited.status_code == 429 and limited.json() == {"error": "rate limit exceeded", "code": "rate_limited"}
+    assert limited.headers["retry-after"] == "1.000"
+    clock.advance(0.5)
+    limited = post(url, keys["limited"], body)
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "0.500"
+    clock.advance(0.5)
+    assert [post(url, keys["limited"], body).status_code for _ in range(2)] == [200, 429]
     assert post(url, keys["budgeted"], npy_body(test_images[:2])).status_code == 200
     over = post(url, keys["budgeted"], npy_body(test_images[:2]))
     assert over.status_code == 429 and over.json() == {"error": "query budget exhausted", "code": "budget_exhausted"}
@@ -140,7 +211,7 @@ def bad_bodies(image):
 
 
 def test_each_malformed_input_gets_a_4xx_one_line_reason_while_a_valid_client_keeps_getting_answers(url, keys, test_images):
-    answered, stop = [], threading.Event()
+    answered, started, stop = [], threading.Event(), threading.Event()
 
     def steady():
         with httpx.Client(trust_env=False, timeout=30) as client:
@@ -149,10 +220,12 @@ def test_each_malformed_input_gets_a_4xx_one_line_reason_while_a_valid_client_ke
                     return
                 r = client.post(f"{url}/v1/predict", json={"inputs": test_images[i % 50 : i % 50 + 1].tolist()}, headers={"Authorization": f"Bearer {keys['steady']}"})
                 answered.append(r.status_code)
+                started.set()
 
     worker = threading.Thread(target=steady)
     worker.start()
     try:
+        assert started.wait(timeout=60), "the valid client got no answer"  # it is under way before the malformed bodies start
         for name, (body, status, reason) in bad_bodies(test_images[:1]).items():
             response = post(url, keys["attacker"], body)
             assert response.status_code == status, name
@@ -160,7 +233,7 @@ def test_each_malformed_input_gets_a_4xx_one_line_reason_while_a_valid_client_ke
     finally:
         stop.set()
         worker.join(timeout=60)
-    assert answered and set(answered) == {200}
+    assert not worker.is_alive() and answered and set(answered) == {200}
     assert post(url, keys["steady"], {"inputs": test_images[:3].tolist(), "format": "npy"}).status_code == 200
 
 

@@ -5,10 +5,12 @@ import csv
 import io
 import json
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,14 +57,6 @@ def runs(directory: Path) -> dict[str, tuple[float, dict[str, float]]]:
         db.close()
 
 
-def finished_runs(directory: Path) -> int:
-    """How many runs the database holds so far (0 before the sweep has created it)."""
-    try:
-        return len(runs(directory)) if (directory / "results.sqlite").exists() else 0
-    except sqlite3.OperationalError:  # created, tables not yet
-        return 0
-
-
 def outcomes(directory: Path) -> dict[str, dict[str, float]]:
     """Every run's metrics but its wall-clock time."""
     return {rid: {k: v for k, v in m.items() if k != "seconds"} for rid, (_, m) in runs(directory).items()}
@@ -102,16 +96,13 @@ def test_grid_expansion():
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """The 2 attacks x 2 defenses x 2 seeds grid on mnist5k, swept on local processes: (directory, config, output)."""
+    """The 2 attacks x 2 defenses x 2 seeds grid on mnist5k, swept on local processes: (directory, config, output).
+    Its models come from the session's cache (tests/test_report.py trains the same ones)."""
     out = tmp_path_factory.mktemp("sweep")
     config = write(out.parent / f"{out.name}.yaml", GRID)
     printed = io.StringIO()
-    cache, os.environ["MODELINV_CACHE"] = os.environ["MODELINV_CACHE"], str(out.parent / f"{out.name}-cache")
-    try:  # a cache of its own, so its workers train every model as the Ray sweep's do (same threads: same bits)
-        with contextlib.redirect_stdout(printed):
-            assert invoke("sweep", config, "--out", out, "--executor", "local", "--workers", 2) == 0
-    finally:
-        os.environ["MODELINV_CACHE"] = cache
+    with contextlib.redirect_stdout(printed):
+        assert invoke("sweep", config, "--out", out, "--executor", "local", "--workers", 2) == 0
     return out, config, printed.getvalue()
 
 
@@ -199,28 +190,61 @@ def test_failing_run_stops_the_sweep_with_one_line(tmp_path, capsys):
     assert_one_line_error(code, err, "unknown executor 'spark'")
 
 
+def lines_of(proc: subprocess.Popen) -> "queue.Queue[str | None]":
+    """The lines `proc` prints, as they come (None at the end), read by a thread that drains its pipe to the end."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: "queue.Queue[str | None]", prefix: str, timeout: float) -> list[str]:
+    """Every line up to the first that starts with `prefix` (leading spaces aside); fails on end of output or after `timeout` s."""
+    seen, deadline = [], time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no line starting {prefix!r} within {timeout} s; output so far:\n{''.join(seen)}")
+        if line is None:
+            pytest.fail(f"the process ended before printing {prefix!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if line.lstrip().startswith(prefix):
+            return seen
+
+
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_recomputing(tmp_path, capsys):
+    """SIGTERM on the sweep process as soon as it logs its first finished run (the store holds a run before its
+    line is logged): the 2 workers must exit with it, and the rerun computes only the runs the store lacks.
+
+    Runs 1 and 2 (rmle, seeds 0 and 1) start together; inverse-net's runs wait for their seed's models, and each
+    takes seconds, so the signal lands with 1 or 2 runs stored of 4."""
     grid = {**SCENARIO, "attacks": [{"name": "rmle", "params": {"iterations": 20}}, {"name": "inverse-net", "params": {"epochs": 2}}]}
     config, out = write(tmp_path / "grid.yaml", {**grid, "seeds": [0, 1]}), tmp_path / "out"
-    proc = subprocess.Popen(command("sweep", config, "--out", out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(command("sweep", config, "--out", out, "--workers", 2), env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not finished_runs(out):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no run finished in time"
-            time.sleep(0.1)
+        lines = lines_of(proc)
+        printed = wait_for_line(lines, "[1/4]", timeout=300)
         proc.send_signal(signal.SIGTERM)  # the sweep process only: its workers must notice and exit
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 15
+        assert proc.wait(timeout=30) != 0, "the sweep finished before the signal:\n" + "".join(printed)
+        deadline = time.monotonic() + 30  # workers check for their parent every 0.5 s
         while live_members(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert not live_members(proc.pid), "workers outlived the killed sweep"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = runs(out)
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 4, "".join(printed)
     code, stdout, err = cli(capsys, "sweep", config, "--out", out)
     assert code == 0, err
     assert f"4 runs: {len(before)} finished before, {4 - len(before)} to run" in stdout
@@ -228,11 +252,12 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path, capsys):
     assert len(after) == 4 and all(after[rid] == before[rid] for rid in before)
 
 
+@pytest.mark.slow
 def test_ray_sweep_gives_the_local_rows(swept, tmp_path):
+    """Ray's workers load the local sweep's models from the session cache, and compute every run to the same bits."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'modelinv[ray]')")
     out, config, _ = swept
-    env = {**os.environ, "MODELINV_CACHE": str(tmp_path / "cache")}  # Ray's workers train their own models
-    proc = subprocess.run(command("sweep", config, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2"), env=env, capture_output=True, text=True, timeout=500)
+    proc = subprocess.run(command("sweep", config, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2"), capture_output=True, text=True, timeout=500)
     assert proc.returncode == 0, proc.stderr
     assert "8 runs: 0 finished before, 8 to run" in proc.stdout
     assert outcomes(tmp_path / "ray") == outcomes(out)  # seeded runs: the same numbers, to the bit

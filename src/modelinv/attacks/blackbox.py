@@ -1,5 +1,7 @@
 """What the black-box and label-only generative attacks (mirror-bb, brep-mi, rlb-mi) share.
 
+- The frame, `PublicPriorAttack.run`: check the requested classes, load the prior, run the attack's
+  search for one latent per requested image, return their images G(z) with the GAN's metadata first.
 - The prior: GMI's WGAN-GP generator (`modelinv.gans.wgan_gp`), trained on the attacker's public data
   without the target and cached; the same attack seed loads the same GAN as `gmi`.
 - The target is reached only through the observation oracle, `threat.observer`, as images go in and
@@ -18,16 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelinv.attacks.base import Attack, Reconstruction, Targets, requested_classes
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError, QueryBudgetExceeded
-from modelinv.gans import derive_seed, gan_config
+from modelinv.gans import gan_config, random_latent_images
 from modelinv.gans.wgan_gp import WGANGPConfig, wgan_gp
+from modelinv.oracle import ThreatModel
+from modelinv.seeding import derive_seed
 
 
-def public_prior(attacker_data: Dataset, params: WGANGPConfig, gen: torch.Generator) -> tuple[nn.Module, dict]:
-    """The frozen GMI generator for the attacker's public data (cached or trained) and its metadata."""
-    generator, _, meta = wgan_gp(attacker_data, None, gan_config(WGANGPConfig, params), derive_seed(gen))
-    return generator, meta
+def public_prior(attacker_data: Dataset, params: WGANGPConfig, gen: torch.Generator) -> tuple[nn.Module, dict, int]:
+    """The frozen GMI generator for the attacker's public data (cached or trained), its metadata and its seed."""
+    seed = derive_seed(gen)
+    generator, _, meta = wgan_gp(attacker_data, None, gan_config(WGANGPConfig, params), seed)
+    return generator, meta, seed
 
 
 @torch.no_grad()
@@ -61,3 +67,25 @@ def rank_in_class(y: torch.Tensor) -> torch.Tensor:
     """For each requested class index in `y`, how many earlier entries ask for the same class (0, 1, 2, ...)."""
     same = y[:, None] == y[None, :]
     return torch.tril(same, diagonal=-1).sum(1)
+
+
+class PublicPriorAttack(Attack):
+    """Base of the black-box and label-only GAN attacks: the public prior, a latent search through the oracle, G(z)."""
+
+    goal = "class"
+    queries = True
+
+    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+        y = requested_classes(self.name, targets.classes, None)
+        generator, gan, seed = public_prior(attacker_data, self.params, gen)
+        meta: dict[str, Any] = {"gan": gan}
+        z = self.search(threat.observer, generator, y, gen, meta)
+        with torch.no_grad():
+            images = generator(z)
+        return Reconstruction(images, meta, {"random-latents": random_latent_images(generator, y, seed)})
+
+    def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
+        """One latent per entry of the requested classes `y`, found by asking `observer` about images of
+        `generator` (`ask`), with random draws from `gen`; details go into `meta`. A search stops at the
+        query budget with the best latents so far (`until_budget`)."""
+        raise NotImplementedError

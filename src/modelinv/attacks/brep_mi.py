@@ -21,16 +21,16 @@ latent and is counted in `meta["no_start"]`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
+from torch import nn
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
-from modelinv.attacks.blackbox import ask, public_prior, until_budget
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.blackbox import PublicPriorAttack, ask, until_budget
 from modelinv.attacks.registry import ATTACKS
-from modelinv.data.types import Dataset
-from modelinv.gans import requested_classes
 from modelinv.gans.wgan_gp import WGANGPConfig
-from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
 
 
@@ -46,45 +46,41 @@ class BREPMIParams(WGANGPConfig, AttackParams):
     init_batches: int = Field(20, ge=1, description="at most this many batches when looking for starting points")
 
 
-@ATTACKS.register("brep-mi", threat="top-1 label (label-only)")
-class BREPMI(Attack):
+@ATTACKS.register("brep-mi")
+class BREPMI(PublicPriorAttack):
     """BREP-MI (Kahla et al., CVPR 2022): label-only inversion, repelling a latent from the class boundary on growing spheres."""
 
     observes = frozenset({"label"})
-    goal = "class"
     Params = BREPMIParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
+        """One boundary-repulsion search per requested image, all stepped together (module docstring)."""
         p = self.params
-        y = requested_classes(self.name, targets.classes, None)
-        generator, gan = public_prior(attacker_data, p, gen)
         z = torch.randn(len(y), p.latent_dim, generator=gen).clamp(-p.clip, p.clip)
         radius = torch.full((len(y),), p.initial_radius)
         started = torch.zeros(len(y), dtype=torch.bool)
-        meta: dict = {"gan": gan, "steps": 0}
+        meta["steps"] = 0
         with until_budget(self.name, meta):
-            self.start(threat, generator, y, z, started, gen)
-            self.repel(threat, generator, y, z, radius, started, gen, meta)
-        with torch.no_grad():
-            images = generator(z)
+            self.start(observer, generator, y, z, started, gen)
+            self.repel(observer, generator, y, z, radius, started, gen, meta)
         meta.update(no_start=int((~started).sum()), final_radius=radius.tolist())
-        return Reconstruction(images, meta)
+        return z
 
-    def start(self, threat, generator, y: torch.Tensor, z: torch.Tensor, started: torch.Tensor, gen: torch.Generator) -> None:
+    def start(self, observer, generator, y: torch.Tensor, z: torch.Tensor, started: torch.Tensor, gen: torch.Generator) -> None:
         """Fill z, in place, with random latents the target labels as each search's class; mark them `started`."""
         p = self.params
         for _ in range(p.init_batches):
             if started.all():
                 return
             candidates = torch.randn(p.init_batch, p.latent_dim, generator=gen).clamp(-p.clip, p.clip)
-            labels = ask(threat.observer, generator, candidates, "label")
+            labels = ask(observer, generator, candidates, "label")
             free = torch.ones(p.init_batch, dtype=torch.bool)
             for i in (~started).nonzero().flatten().tolist():
                 hits = (free & (labels == y[i])).nonzero().flatten()
                 if len(hits):
                     z[i], free[hits[0]], started[i] = candidates[hits[0]], False, True
 
-    def repel(self, threat, generator, y, z, radius, started, gen, meta) -> None:
+    def repel(self, observer, generator, y, z, radius, started, gen, meta) -> None:
         """Boundary repulsion (module docstring) of the started searches, all stepped together, updating z and radius in place."""
         p = self.params
         last_growth = torch.zeros(len(y), dtype=torch.long)
@@ -96,7 +92,7 @@ class BREPMI(Attack):
                 r = radius[active, None, None]
                 u = torch.randn(len(active), p.sphere_points, p.latent_dim, generator=gen)
                 u = r * u / u.norm(dim=2, keepdim=True)
-                labels = ask(threat.observer, generator, (z[active, None] + u).flatten(0, 1), "label").view(len(active), -1)
+                labels = ask(observer, generator, (z[active, None] + u).flatten(0, 1), "label").view(len(active), -1)
                 inside = labels == y[active, None]
                 grow = inside.float().mean(1) > p.grow_fraction
                 step_size = (radius[active] / 3).clamp(max=3)
@@ -104,7 +100,7 @@ class BREPMI(Attack):
                 radius[active[grow]] *= p.expansion
                 last_growth[active[grow]] = step
                 moved = (z[active] + step_size[:, None] * direction).clamp(-p.clip, p.clip)
-                accept = ask(threat.observer, generator, moved, "label") == y[active]
+                accept = ask(observer, generator, moved, "label") == y[active]
                 z[active[accept]] = moved[accept]
                 meta["steps"] = step
                 advance(radius=radius[active].mean().item())

@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.generative import GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, gan_config, requested_classes
+from modelinv.gans import gan_config
 from modelinv.gans.wgan_gp import WGANGPConfig, wgan_gp
-from modelinv.oracle import ThreatModel
+from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
 
 
@@ -44,36 +45,33 @@ class GMIParams(WGANGPConfig, LOMMAParams, AttackParams):
     batch_size: int = Field(64, ge=1, description="latents optimised together; the losses are averaged over this many")
 
 
-@ATTACKS.register("gmi", threat="white-box model")
-class GMI(Attack):
+@ATTACKS.register("gmi")
+class GMI(GenerativeAttack):
     """GMI (Zhang et al., CVPR 2020): a WGAN-GP on public data, then a latent search trading realness against the target's cross-entropy."""
 
-    white_box = frozenset({"full"})
-    goal = "class"
     Params = GMIParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
+        generator, critic, meta = wgan_gp(public, target.model, gan_config(WGANGPConfig, self.params), seed)
+        return Prior(generator, critic, meta)
+
+    def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """`restarts` latent searches per image, in batches; the best restart by target logit is kept."""
         p = self.params
-        target = threat.white_box
-        y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
-        config = gan_config(WGANGPConfig, p)
-        seed = derive_seed(gen)
-        generator, critic, gan = wgan_gp(attacker_data, target.model, config, seed)
-        lomma = LOMMA(target, attacker_data, p, seed) if p.lomma else None
+        generator, critic = prior.generator, prior.discriminator
         z0 = torch.randn(p.restarts * len(y), p.latent_dim, generator=gen)
         labels = y.repeat(p.restarts)
         starts = range(0, len(z0), p.batch_size)
         with progress_bar("GMI latent search", len(starts) * p.iterations) as advance:
-            z = torch.cat([self.search(generator, critic, target, lomma, z0[i : i + p.batch_size], labels[i : i + p.batch_size], advance) for i in starts])
+            z = torch.cat([self.descend(generator, critic, target, lomma, z0[i : i + p.batch_size], labels[i : i + p.batch_size], advance) for i in starts])
         with torch.no_grad():
             images = generator(z)
             scores = target(images).gather(1, labels[:, None]).view(p.restarts, len(y))
         best = scores.argmax(0)
         images = images.view(p.restarts, len(y), *images.shape[1:])[best, torch.arange(len(y))]
-        meta = {"gan": gan, "best_restart": best.tolist(), "target_logit": scores.amax(0).tolist()}
-        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})
+        return images, {"best_restart": best.tolist(), "target_logit": scores.amax(0).tolist()}
 
-    def search(self, generator, critic, target, lomma: LOMMA | None, z: torch.Tensor, y: torch.Tensor, advance) -> torch.Tensor:
+    def descend(self, generator, critic, target, lomma: LOMMA | None, z: torch.Tensor, y: torch.Tensor, advance) -> torch.Tensor:
         """Minimise the prior plus weighted identity loss (LOMMA's when given) over latents `z` for classes `y`; return the final latents."""
         p = self.params
         z = z.clone().requires_grad_()

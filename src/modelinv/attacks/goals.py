@@ -34,7 +34,7 @@ GOALS: dict[str, Goal] = {
     for g in (
         Goal(
             "reconstruct",
-            ("mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor"),
+            ("mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor", "dcor_observation"),
             ("ssim", "psnr", "attack_acc_top1"),
             "rebuild the private inputs behind observations",
         ),

@@ -18,7 +18,7 @@ from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.schema import sensitive_of
 from modelinv.data.types import Dataset
-from modelinv.metrics.attribute import fit_predictor
+from modelinv.functional import fit_predictor
 from modelinv.oracle import ThreatModel
 
 
@@ -32,6 +32,7 @@ class InverseAttr(Attack):
 
     goal = "attribute"
     observes = frozenset({"probs", "logits", "label"})
+    queries = True
     Params = InverseAttrParams
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:

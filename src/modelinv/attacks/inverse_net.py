@@ -19,8 +19,9 @@ from torch import nn
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
+from modelinv.models.trainer import train_epochs
 from modelinv.oracle import ThreatModel
-from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 
 class MapDecoder(nn.Module):
@@ -86,33 +87,28 @@ class InverseNetParams(AttackParams):
     mlp_width: int = Field(1024, ge=1, description="hidden units of the vector decoder")
 
 
-@ATTACKS.register("inverse-net", threat="features or scores (black-box queries)")
+@ATTACKS.register("inverse-net")
 class InverseNet(Attack):
     """Inverse network (He et al., ACSAC 2019): a decoder trained on (oracle(x), x) pairs from the attacker's data."""
 
     observes = frozenset({"features", "logits", "probs"})
+    queries = True
     Params = InverseNetParams
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
         p = self.params
         x_a = attacker_data.x
         o_a = threat.observer(x_a).float()
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width)
-        optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
-        with progress_bar("inverse network", p.epochs) as advance:
-            for _ in range(p.epochs):
-                perm = torch.randperm(len(x_a), generator=gen)
-                total = 0.0
-                for i in range(0, len(x_a), p.batch_size):
-                    idx = perm[i : i + p.batch_size]
-                    loss = F.mse_loss(decoder(o_a[idx]), x_a[idx])
-                    optimiser.zero_grad()
-                    loss.backward()
-                    optimiser.step()
-                    total += loss.item() * len(idx)
-                advance(loss=total / len(x_a))
+        with seeded(gen):
+            decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width)
+            optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
+
+            def loss(idx: torch.Tensor) -> torch.Tensor:
+                return F.mse_loss(decoder(o_a[idx]), x_a[idx])
+
+            for train_loss in train_epochs(loss, optimiser, len(x_a), p.epochs, p.batch_size, gen, desc="inverse network"):
+                pass
         decoder.eval()
         with torch.no_grad():
             images = torch.cat([decoder(o) for o in targets.observations.float().split(512)])
-        return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": total / len(x_a)})
+        return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": train_loss})

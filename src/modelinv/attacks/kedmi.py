@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.generative import GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, gan_config, requested_classes
+from modelinv.gans import gan_config
 from modelinv.gans.kedmi import KEDMIGANConfig, kedmi_gan, realness
-from modelinv.oracle import ThreatModel
+from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
 
 INITIAL_LOG_VAR = 1.0
@@ -43,22 +44,20 @@ class KEDMIParams(KEDMIGANConfig, LOMMAParams, AttackParams):
     iterations: int = Field(1500, ge=1, description="optimisation steps of the latent distributions")
 
 
-@ATTACKS.register("kedmi", threat="white-box model")
-class KEDMI(Attack):
+@ATTACKS.register("kedmi")
+class KEDMI(GenerativeAttack):
     """KEDMI (Chen et al., ICCV 2021): a target-aware GAN on public data, then a learned latent distribution per class."""
 
-    white_box = frozenset({"full"})
-    goal = "class"
     Params = KEDMIParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
+        generator, discriminator, meta = kedmi_gan(target, public, gan_config(KEDMIGANConfig, self.params), seed)
+        return Prior(generator, discriminator, meta)
+
+    def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Learn N(mu, sigma^2) per class (module docstring); return one sample per requested image."""
         p = self.params
-        target = threat.white_box
-        y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
-        config = gan_config(KEDMIGANConfig, p)
-        seed = derive_seed(gen)
-        generator, discriminator, gan = kedmi_gan(target, attacker_data, config, seed)
-        lomma = LOMMA(target, attacker_data, p, seed) if p.lomma else None
+        generator, discriminator = prior.generator, prior.discriminator
         classes, which = y.unique(return_inverse=True)
         mu = torch.zeros(len(classes), p.latent_dim, requires_grad=True)
         log_var = torch.full((len(classes), p.latent_dim), INITIAL_LOG_VAR, requires_grad=True)
@@ -71,13 +70,13 @@ class KEDMI(Attack):
         with progress_bar("KEDMI distribution search", p.iterations) as advance:
             for _ in range(p.iterations):
                 images = sample(torch.arange(len(classes)))
-                prior = F.softplus(-realness(discriminator(images))).mean()
+                prior_loss = F.softplus(-realness(discriminator(images))).mean()
                 identity = lomma(images, classes).mean() if lomma else F.cross_entropy(target(images), classes)
                 optimiser.zero_grad()
-                (p.lambda_prior * prior + p.lambda_id * identity).backward()
+                (p.lambda_prior * prior_loss + p.lambda_id * identity).backward()
                 optimiser.step()
-                advance(prior=prior.item(), identity=identity.item())
+                advance(prior=prior_loss.item(), identity=identity.item())
         with torch.no_grad():
             images = sample(which)
-        meta = {"gan": gan, "final_prior_loss": prior.item(), "final_identity_loss": identity.item(), "sigma_mean_per_class": (0.5 * log_var).exp().mean(1).tolist()}
-        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})
+        details = {"final_prior_loss": prior_loss.item(), "final_identity_loss": identity.item(), "sigma_mean_per_class": (0.5 * log_var).exp().mean(1).tolist()}
+        return images, details

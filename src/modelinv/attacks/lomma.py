@@ -36,8 +36,9 @@ from modelinv.models import build_model
 from modelinv.models.layered import LayeredNet
 from modelinv.models.registry import MODELS
 from modelinv.models.store import ModelRequest, cached, module_digest
+from modelinv.models.trainer import train_epochs
 from modelinv.oracle import WhiteBox
-from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 
 class LOMMAParams(BaseModel):
@@ -63,22 +64,20 @@ DISTILL_LR, DISTILL_BATCH = 1e-3, 64
 
 
 def distill(arch: str, public: Dataset, soft: torch.Tensor, epochs: int, seed: int) -> tuple[LayeredNet, dict]:
-    """Train `arch` on the public images to match the target's soft labels (KL divergence), Adam with a cosine schedule."""
+    """Train `arch` on the public images to match the target's soft labels (KL divergence), Adam with a cosine
+    schedule; built and trained inside `seeded(seed)`."""
     gen = torch.Generator().manual_seed(seed)
-    model = build_model(arch, public.input_shape, soft.shape[1])
-    optimiser = torch.optim.Adam(model.parameters(), DISTILL_LR)
-    steps = epochs * -(-len(public) // DISTILL_BATCH)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
-    model.train()
-    with progress_bar(f"distilling LOMMA surrogate {arch}", epochs) as advance:
-        for _ in range(epochs):
-            for batch in torch.randperm(len(public), generator=gen).split(DISTILL_BATCH):
-                loss = F.kl_div(model(public.x[batch]).log_softmax(1), soft[batch], reduction="batchmean")
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-            advance(loss=loss.item())
+    with seeded(seed):
+        model = build_model(arch, public.input_shape, soft.shape[1])
+        optimiser = torch.optim.Adam(model.parameters(), DISTILL_LR)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * -(-len(public) // DISTILL_BATCH))
+
+        def loss(batch: torch.Tensor) -> torch.Tensor:
+            return F.kl_div(model(public.x[batch]).log_softmax(1), soft[batch], reduction="batchmean")
+
+        model.train()
+        for _ in train_epochs(loss, optimiser, len(public), epochs, DISTILL_BATCH, gen, after_step=schedule.step, desc=f"distilling LOMMA surrogate {arch}"):
+            pass
     model.eval()
     with torch.no_grad():
         agreement = (model(public.x).argmax(1) == soft.argmax(1)).float().mean().item()
@@ -110,7 +109,8 @@ class LOMMA:
                 model, metrics = distill(arch, public, soft, params.lomma_epochs, seed)
                 return {"model": model}, metrics
 
-            modules, meta = cached(request, produce)
+            with seeded(None):  # the cache seeds the global random state before training: keep the caller's
+                modules, meta = cached(request, produce)
             modules["model"].requires_grad_(False)
             self.surrogates.append(modules["model"])
             self.meta[arch] = {"cached": meta["cached"], "path": meta["path"], **meta["metrics"]}

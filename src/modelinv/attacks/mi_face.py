@@ -20,27 +20,14 @@ were chosen on an MLP on mnist5k (benchmarks/class_inversion.py reports both); t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.priors import gaussian_blur, total_variation
 from modelinv.attacks.registry import ATTACKS
-from modelinv.attacks.rmle import total_variation
 from modelinv.data.transforms import random_shift
 from modelinv.data.types import Dataset
 from modelinv.oracle import ThreatModel
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian smoothing of images (N, C, H, W), reflecting at the borders."""
-    radius = max(1, int(round(2 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    kernel = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 class MIFaceParams(AttackParams):
@@ -55,7 +42,7 @@ class MIFaceParams(AttackParams):
     jitter: int = Field(2, ge=0, description="take each step's gradient on the image shifted by up to this many pixels")
 
 
-@ATTACKS.register("mi-face", threat="white-box model")
+@ATTACKS.register("mi-face")
 class MIFace(Attack):
     """MI-Face (Fredrikson et al., CCS 2015): gradient descent on 1 - p_y(x) with priors and early stopping."""
 

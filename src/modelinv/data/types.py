@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from modelinv.data.schema import SensitiveAttribute
+from modelinv.data.sensitive import SensitiveAttribute
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,10 @@ class TabularDataset(Dataset):
 
 @dataclass(frozen=True)
 class Splits:
-    """The data of one threat model: what the victim trains on, what the attacker holds, what the judge learns."""
+    """The data of one threat model: what the victim trains on, what the attacker holds, what the judge learns.
+
+    For images `evaluator_train` is private data disjoint from `private_train` and `private_test` (the judge never
+    sees the target's training images); for tabular data it is `private_train` itself. `digests()` covers every part."""
 
     kind: str
     private_train: Dataset

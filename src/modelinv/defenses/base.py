@@ -23,6 +23,7 @@ from torch import nn
 from modelinv.errors import ModelinvError
 from modelinv.models.layered import LayeredNet
 from modelinv.models.trainer import TrainingHooks
+from modelinv.observation import Observation
 from modelinv.validation import validate
 
 
@@ -69,12 +70,12 @@ class OutputDefense(Defense):
     """Perturbs the observations in `applies_to` (features, probs, logits) inside the oracle."""
 
     kind = "output"
-    applies_to: ClassVar[frozenset[str]] = frozenset()
+    applies_to: ClassVar[frozenset[Observation]] = frozenset()
 
     def perturb(self, observation: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def check_observation(self, observation: str | None) -> None:
+    def check_observation(self, observation: Observation | None) -> None:
         """Raise ModelinvError unless this defense perturbs `observation` (access.observe)."""
         if observation not in self.applies_to:
             raise ModelinvError(

@@ -17,6 +17,7 @@ from modelinv.attacks import ATTACKS
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Strict
 from modelinv.experiment.runner import build_threat, check_names, prepare
+from modelinv.observation import OBSERVATIONS
 
 # Output defenses tried by default, per observation, at three strengths each (weakest first).
 DEFAULT_DEFENSES: dict[str, list[tuple[str, str, list[Any]]]] = {
@@ -43,7 +44,7 @@ class AuditConfig(Strict):
 
     def experiment(self, attack: str, defense: DefenseConfig | None = None) -> ExperimentConfig:
         observe, _, layer = self.access.partition(":")
-        if observe not in ("features", "probs", "logits", "label"):
+        if observe not in OBSERVATIONS:
             raise ModelinvError(f"invalid access '{self.access}': use features[:LAYER], probs, logits or label")
         return ExperimentConfig(
             seed=self.seed,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelinv.data.schema import TabularSchema
 from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
+from modelinv.observation import Observation
 from modelinv.validation import validate
 
 
@@ -43,7 +44,7 @@ class ModelConfig(Strict):
 class AccessConfig(Strict):
     """The threat model: what the attacker observes, which part of the model it knows, its query budget."""
 
-    observe: Literal["features", "logits", "probs", "label"] | None = "features"
+    observe: Observation | None = "features"
     layer: str | None = Field(None, description="cut layer for features; default: the model's split layer")
     white_box: Literal["none", "client", "server", "full"] = "none"
     query_budget: int | None = Field(None, ge=1)
@@ -77,9 +78,9 @@ class Scenario(Strict):
     target: ModelConfig = Field(default_factory=ModelConfig)
     evaluator: ModelConfig | None = Field(None, description="the judge; default: an architecture distinct from the target")
     access: AccessConfig = Field(default_factory=AccessConfig)
-    attacker_data: Literal["public", "private-train", "uniform-noise", "gaussian-noise"] = Field(
+    attacker_data: Literal["public", "private-train", "public+private-train", "uniform-noise", "gaussian-noise"] = Field(
         "public",
-        description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise; "
+        description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise; public+private-train: both pools, to test data volume; "
         "gaussian-noise N(0.5, 0.25^2) clipped to [0, 1] (the paper draws Gaussian inputs), uniform-noise U[0, 1])",
     )
     num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")

@@ -169,6 +169,11 @@ def attacker_dataset(cfg: ExperimentConfig, splits: Splits) -> Dataset:
     """The data the attacker queries or trains with (He et al. Table 4: same set, same distribution, noise)."""
     if cfg.attacker_data == "private-train":
         return splits.private_train
+    if cfg.attacker_data == "public+private-train":
+        public, private = splits.public, splits.private_train
+        if public.classes != private.classes:
+            raise ModelinvError(f"attacker_data 'public+private-train' needs a split whose public and private data share classes, not '{splits.kind}'")
+        return replace(public, x=torch.cat([public.x, private.x]), y=torch.cat([public.y, private.y]), name="public+private-train")
     if cfg.attacker_data in ("uniform-noise", "gaussian-noise"):
         public = splits.public
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -278,8 +283,9 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
 def trivial_answers(goal: str, inputs: MetricInputs, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The trivial answers every image run is scored against with the attack's own metrics: (images, labels) by name.
 
-    Reconstruction: a blank image and the attacker's mean image for every target (the labels and true
-    inputs are the attack's). Class inversion: a blank image, the attacker's mean image, the mean private
+    Reconstruction: a blank image and the attacker's mean image for every target, the attacker's mean image of
+    each target's class (when its data has the class: what the label alone reveals), and the other targets' true
+    inputs ("shuffled-truth": unrelated real images at the same n; the labels and true inputs are the attack's). Class inversion: a blank image, the attacker's mean image, the mean private
     training image of each class (an upper reference no attacker has), and real held-out private images
     of each class at the same number per class (the reference a perfect attack reaches: knn_ratio about 1).
     Attribute inference has its baselines among its metrics. Tables and images are not image-shaped: none.
@@ -289,6 +295,18 @@ def trivial_answers(goal: str, inputs: MetricInputs, seed: int) -> dict[str, tup
         return {}
     answers = {"blank": (torch.zeros_like(recon), labels), "mean-public": (inputs.public.x.mean(0).expand_as(recon).clone(), labels)}
     if goal != "class":
+        public = inputs.public
+        if public is not None and len(public) and all(bool((public.y == c).any()) for c in labels.unique().tolist()):
+            # the label alone reveals about this much: the attacker's mean image of each target's true class
+            means = {c: public.x[public.y == c].mean(0) for c in labels.unique().tolist()}
+            answers["class-mean-public"] = (torch.stack([means[c] for c in labels.tolist()]), labels)
+        if inputs.truth is not None and len(inputs.truth) >= 2:
+            # Real images of the wrong person: the true inputs in an order that leaves none in its place (one
+            # random cycle), the floor of every metric for unrelated real images at the same n (dcor about 0).
+            order = torch.randperm(len(inputs.truth), generator=torch.Generator().manual_seed(seed))
+            index = torch.empty_like(order)
+            index[order] = order.roll(-1)
+            answers["shuffled-truth"] = (inputs.truth[index], labels)
         return answers
     private, holdout = inputs.private, inputs.holdout
     answers["class-mean-private"] = (torch.stack([private.x[private.y == c].mean(0) for c in labels.tolist()]), labels)

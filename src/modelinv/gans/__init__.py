@@ -1,15 +1,20 @@
-"""GAN training for the generative model-inversion attacks, and the pieces GMI and KEDMI share.
+"""GAN training for the generative model-inversion attacks, and the pieces their GANs share.
 
 Both train a DCGAN pair (`modelinv.models.gan`) on the attacker's public data with the reference
 code's schedule: Adam (lr 2e-4, betas 0.5, 0.999), `n_critic` discriminator updates per generator
-update, z ~ N(0, I) of 100 dimensions. A trained pair is cached by the hash of what produced it
-(public data, settings, seed and, for a target-guided GAN, the target's weights), so a second attack
-reuses it.
+update, z ~ N(0, I) of 100 dimensions. PLG-MI's conditional GAN (`modelinv.gans.plg`) runs the same loop,
+`train_gan`, with its own betas, class-conditional latents, and the generator's update first. A trained
+pair is cached by the hash of what produced it (public data, settings, seed and, for a target-guided GAN,
+the target's weights), so a second attack reuses it.
+
+Every GAN is built and trained inside `modelinv.seeding.seeded(seed)`: its initialisation is the seed's,
+and the caller's global random state is left as it was.
 """
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,15 +25,18 @@ from modelinv.errors import ModelinvError
 from modelinv.models.store import ModelRequest, cached, module_digest
 from modelinv.oracle import Oracle
 from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 BETAS = (0.5, 0.999)
 """Adam betas of generator and discriminator in the GMI and KEDMI reference code."""
 
 Loss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""A loss of one update, `critic_loss(D, draws)` or `generator_loss(G, D, draws)`: the scalar to minimise and
+named statistics to report."""
 
 
 class GANConfig(BaseModel):
-    """How a GMI or KEDMI GAN is trained; part of its cache key."""
+    """How a GAN is trained; part of its cache key (each GAN's config extends it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,21 +56,73 @@ def gan_config(schema: type[C], params: BaseModel) -> C:
     return schema(**params.model_dump(include=set(schema.model_fields)))
 
 
-def train_gan(generator: nn.Module, discriminator: nn.Module, real: tuple[torch.Tensor, ...], config: GANConfig, seed: int, critic_loss: Loss, generator_loss: Loss, desc: str) -> dict[str, float]:
-    """Alternate `n_critic` updates of `critic_loss(D, fake, *real_batch, gen=gen)` with one of
-    `generator_loss(G, D, z, *real_batch)`, each real batch drawn with replacement from the rows of
-    the tensors `real`; return the losses' named statistics averaged over the last tenth of the steps."""
+class Draws:
+    """The random inputs of the GAN updates, each drawn from the training generator `gen` when a loss asks for
+    it: a loss draws what it uses, in its own order, so every random number is the same from run to run."""
+
+    def __init__(self, generator: nn.Module, real: tuple[torch.Tensor, ...], batch: int, latent_dim: int, num_classes: int, gen: torch.Generator):
+        self.generator, self.real_rows, self.batch, self.latent_dim, self.num_classes, self.gen = generator, real, batch, latent_dim, num_classes, gen
+
+    def latent(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of z ~ N(0, I) and, for a class-conditional generator (`num_classes` > 0), uniformly random
+        classes, drawn before z; None for an unconditional one."""
+        labels = torch.randint(self.num_classes, (self.batch,), generator=self.gen) if self.num_classes else None
+        return torch.randn(self.batch, self.latent_dim, generator=self.gen), labels
+
+    def fake(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images G(z, classes) of a fresh `latent()` batch, without gradients, and their classes."""
+        z, labels = self.latent()
+        with torch.no_grad():
+            return self.generator(z, labels), labels
+
+    def real(self) -> list[torch.Tensor]:
+        """One batch of rows drawn with replacement from the tensors `real` (the same rows of each)."""
+        pick = torch.randint(len(self.real_rows[0]), (self.batch,), generator=self.gen)
+        return [t[pick] for t in self.real_rows]
+
+
+def train_gan(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    real: tuple[torch.Tensor, ...],
+    config: GANConfig,
+    seed: int,
+    critic_loss: Loss,
+    generator_loss: Loss,
+    desc: str,
+    *,
+    betas: tuple[float, float] = BETAS,
+    num_classes: int = 0,
+    generator_first: bool = False,
+) -> dict[str, float]:
+    """The GAN loop: `config.gan_steps` steps, each `n_critic` Adam updates (lr `gan_lr`, `betas`) of the
+    discriminator on `critic_loss(D, draws)` and one of the generator on `generator_loss(G, D, draws)` (the
+    discriminator frozen), the generator's first when `generator_first`. `draws` (`Draws`) serves latents,
+    class-conditional ones when `num_classes` > 0, generated images and batches of the rows of the tensors
+    `real`, all from one generator seeded with `seed`. Return the losses' named statistics averaged over the
+    last tenth of the steps."""
     c = config
-    gen = torch.Generator().manual_seed(seed)
-    opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=BETAS)
-    opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=BETAS)
+    draws = Draws(generator, real, c.gan_batch, c.latent_dim, num_classes, torch.Generator().manual_seed(seed))
+    opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=betas)
 
-    def batch() -> list[torch.Tensor]:
-        pick = torch.randint(len(real[0]), (c.gan_batch,), generator=gen)
-        return [t[pick] for t in real]
+    def update_critic() -> dict[str, torch.Tensor]:
+        stats: dict[str, torch.Tensor] = {}
+        for _ in range(c.n_critic):
+            loss_d, stats = critic_loss(discriminator, draws)
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+        return stats
 
-    def noise() -> torch.Tensor:
-        return torch.randn(c.gan_batch, c.latent_dim, generator=gen)
+    def update_generator() -> dict[str, torch.Tensor]:
+        discriminator.requires_grad_(False)
+        loss_g, stats = generator_loss(generator, discriminator, draws)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+        return stats
 
     tail = max(1, c.gan_steps // 10)
     sums: dict[str, float] = {}
@@ -70,19 +130,12 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, real: tuple[torch.
     discriminator.train()
     with progress_bar(desc, c.gan_steps) as advance:
         for step in range(c.gan_steps):
-            for _ in range(c.n_critic):
-                with torch.no_grad():
-                    fake = generator(noise())
-                loss_d, stats_d = critic_loss(discriminator, fake, *batch(), gen=gen)
-                opt_d.zero_grad()
-                loss_d.backward()
-                opt_d.step()
-            discriminator.requires_grad_(False)
-            loss_g, stats_g = generator_loss(generator, discriminator, noise(), *batch())
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
-            discriminator.requires_grad_(True)
+            if generator_first:
+                stats_g = update_generator()
+                stats_d = update_critic()
+            else:
+                stats_d = update_critic()
+                stats_g = update_generator()
             stats = {k: float(v) for k, v in {**stats_d, **stats_g}.items()}
             if step >= c.gan_steps - tail:
                 for k, v in stats.items():
@@ -114,10 +167,23 @@ def cached_gan(role: str, public: Dataset, target: nn.Module | None, config: GAN
         args={"latent_dim": config.latent_dim, "width": config.width},
         train={**config.model_dump(), "target": module_digest(target) if guided else None},
     )
-    modules, meta = cached(request, produce)
+    with seeded(None):  # the cache seeds the global random state before training: keep the caller's
+        modules, meta = cached(request, produce)
     for module in modules.values():
         module.requires_grad_(False)
     return modules, {"cached": meta["cached"], "path": meta["path"], "seconds": meta["seconds"], **meta["metrics"]}
+
+
+def random_latent_images(generator: nn.Module, y: torch.Tensor, seed: int) -> torch.Tensor:
+    """G(z) for z ~ N(0, I), one per entry of `y` (given to a class-conditional G): the GAN prior without any
+    search, the trivial answer a GAN attack must beat. Drawn from its own generator seeded with `seed`, so the
+    attack's own random draws are untouched.
+
+    Shape: y (N,) -> images (N, C, H, W).
+    """
+    z = torch.randn((len(y), generator.latent_dim), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return generator(z, y if generator.num_classes else None)
 
 
 def charge_training(target: Oracle, meta: dict) -> None:
@@ -125,18 +191,3 @@ def charge_training(target: Oracle, meta: dict) -> None:
     count is then its whole cost, the same whether or not an earlier run trained the GAN."""
     if meta["cached"]:
         target.charge(meta["target_evaluations"])
-
-
-def requested_classes(attack: str, y: torch.Tensor | None, num_classes: int | None) -> torch.Tensor:
-    """An attack's `targets.classes`, checked to be class indices of a target with `num_classes` classes
-    (None: unknown to the attacker, any non-negative index)."""
-    top = float("inf") if num_classes is None else num_classes
-    if y is None or y.ndim != 1 or len(y) == 0 or not ((y >= 0) & (y < top)).all():
-        bound = "" if num_classes is None else f" (0..{num_classes - 1})"
-        raise ModelinvError(f"attack '{attack}' needs targets.classes, class indices of the target{bound}")
-    return y.long()
-
-
-def derive_seed(gen: torch.Generator) -> int:
-    """A seed for the GAN, drawn from the attack's generator: the same attack seed trains the same GAN."""
-    return int(torch.randint(2**31 - 1, (1,), generator=gen))

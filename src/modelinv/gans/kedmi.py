@@ -29,9 +29,10 @@ from pydantic import Field
 from torch import nn
 
 from modelinv.data.types import Dataset
-from modelinv.gans import GANConfig, cached_gan, charge_training, train_gan
+from modelinv.gans import Draws, GANConfig, cached_gan, charge_training, train_gan
 from modelinv.models import build_model
 from modelinv.oracle import WhiteBox
+from modelinv.seeding import seeded
 
 
 class KEDMIGANConfig(GANConfig):
@@ -53,17 +54,19 @@ def train_kedmi_gan(public: Dataset, labels: torch.Tensor, config: KEDMIGANConfi
     """Train G and D on the public images and the target's soft `labels` with L_D and L_G (module docstring)."""
     c = config
     shape, k = public.input_shape, labels.shape[1]
-    generator = build_model("dcgan-generator", shape, 0, latent_dim=c.latent_dim, width=c.width)
-    discriminator = build_model("dcgan-discriminator", shape, 0, outputs=k, width=c.width)
 
-    def critic_loss(d, fake, real, soft, gen):
+    def critic_loss(d: nn.Module, draws: Draws):
+        fake, _ = draws.fake()
+        real, soft = draws.real()
         logits, logits_fake = d(real), d(fake)
         classify = -(soft * logits.log_softmax(1)).sum(1).mean()
         adversarial = 0.5 * (F.softplus(-realness(logits)).mean() + F.softplus(realness(logits_fake)).mean())
         agreement = (logits.argmax(1) == soft.argmax(1)).float().mean()
         return classify + adversarial, {"loss_class": classify.detach(), "loss_gan": adversarial.detach(), "d_target_agreement": agreement}
 
-    def generator_loss(g, d, z, real, soft):
+    def generator_loss(g: nn.Module, d: nn.Module, draws: Draws):
+        z, _ = draws.latent()
+        real, _ = draws.real()
         features = d.features(g(z))
         with torch.no_grad():
             reference = d.features(real).mean(0)
@@ -72,7 +75,10 @@ def train_kedmi_gan(public: Dataset, labels: torch.Tensor, config: KEDMIGANConfi
         entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
         return matching + c.entropy_weight * entropy, {"loss_feature_matching": matching.detach(), "entropy_fake": entropy.detach()}
 
-    metrics = train_gan(generator, discriminator, (public.x, labels), c, seed, critic_loss, generator_loss, "training kedmi GAN")
+    with seeded(seed):
+        generator = build_model("dcgan-generator", shape, 0, latent_dim=c.latent_dim, width=c.width)
+        discriminator = build_model("dcgan-discriminator", shape, 0, outputs=k, width=c.width)
+        metrics = train_gan(generator, discriminator, (public.x, labels), c, seed, critic_loss, generator_loss, "training kedmi GAN")
     return {"generator": generator, "discriminator": discriminator}, metrics
 
 

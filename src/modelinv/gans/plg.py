@@ -36,10 +36,10 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
-from modelinv.gans import GANConfig, cached_gan, charge_training
+from modelinv.gans import Draws, GANConfig, cached_gan, charge_training, train_gan
 from modelinv.models import build_model
 from modelinv.oracle import WhiteBox
-from modelinv.progress import progress_bar
+from modelinv.seeding import seeded
 
 BETAS = (0.0, 0.9)
 """Adam betas of both GAN networks (the paper's SNGAN setting)."""
@@ -99,53 +99,36 @@ def _spectral_norm(module: nn.Module, on: bool) -> None:
 
 
 def train_plg_gan(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, num_classes: int, config: PLGGANConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
-    """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring); return both and
-    the losses and the target's accuracy on the fakes, averaged over the last tenth of the steps."""
+    """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring), in `train_gan`'s loop
+    with the generator's update first; return both and the losses and the target's accuracy on the fakes,
+    averaged over the last tenth of the steps."""
     c = config
-    gen = torch.Generator().manual_seed(seed)
+
+    def critic_loss(d: nn.Module, draws: Draws):
+        images, labels = draws.fake()
+        real, real_labels = draws.real()
+        loss_d = F.relu(1 - d(real, real_labels)).mean() + F.relu(1 + d(images, labels)).mean()
+        return loss_d, {"loss_d": loss_d.detach()}
+
+    def generator_loss(g: nn.Module, d: nn.Module, draws: Draws):
+        z, labels = draws.latent()
+        images = g(z, labels)
+        logits = target(random_augment(images, c.crop_area, c.rotation, draws.gen))
+        adversarial, inversion = -d(images, labels).mean(), max_margin_loss(logits, labels).mean()
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        return adversarial + c.alpha * inversion, {"loss_g_adversarial": adversarial.detach(), "loss_inv": inversion.detach(), "target_acc_fake": accuracy}
+
     shape = tuple(x.shape[1:])
-    generator = build_model("dcgan-generator", shape, num_classes, latent_dim=c.latent_dim, width=c.width)
-    discriminator = build_model("dcgan-discriminator", shape, num_classes, outputs=1, width=c.width)
-    nn.init.zeros_(generator.embed.weight)
-    _spectral_norm(discriminator, on=True)
-    opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=BETAS)
-    opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=BETAS)
-
-    def fake() -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(num_classes, (c.gan_batch,), generator=gen)
-        return generator(torch.randn(c.gan_batch, c.latent_dim, generator=gen), labels), labels
-
-    tail = max(1, c.gan_steps // 10)
-    sums = torch.zeros(4)
-    generator.train()
-    discriminator.train()
-    with progress_bar("training plg-mi GAN", c.gan_steps) as advance:
-        for step in range(c.gan_steps):
-            images, labels = fake()
-            logits = target(random_augment(images, c.crop_area, c.rotation, gen))
-            discriminator.requires_grad_(False)
-            adversarial, inversion = -discriminator(images, labels).mean(), max_margin_loss(logits, labels).mean()
-            opt_g.zero_grad()
-            (adversarial + c.alpha * inversion).backward()
-            opt_g.step()
-            discriminator.requires_grad_(True)
-            for _ in range(c.n_critic):
-                with torch.no_grad():
-                    images, fake_labels = fake()
-                pick = torch.randint(len(x), (c.gan_batch,), generator=gen)
-                loss_d = F.relu(1 - discriminator(x[pick], y[pick])).mean() + F.relu(1 + discriminator(images, fake_labels)).mean()
-                opt_d.zero_grad()
-                loss_d.backward()
-                opt_d.step()
-            stats = torch.stack([loss_d.detach(), adversarial.detach(), inversion.detach(), (logits.argmax(1) == labels).float().mean()])
-            if step >= c.gan_steps - tail:
-                sums += stats / tail
-            advance(**dict(zip(("loss_d", "loss_g", "loss_inv", "target_acc"), stats.tolist())))
-    generator.eval()
-    discriminator.eval()
+    with seeded(seed):
+        generator = build_model("dcgan-generator", shape, num_classes, latent_dim=c.latent_dim, width=c.width)
+        discriminator = build_model("dcgan-discriminator", shape, num_classes, outputs=1, width=c.width)
+        nn.init.zeros_(generator.embed.weight)
+        _spectral_norm(discriminator, on=True)
+        metrics = train_gan(
+            generator, discriminator, (x, y), c, seed, critic_loss, generator_loss, "training plg-mi GAN", betas=BETAS, num_classes=num_classes, generator_first=True
+        )
     _spectral_norm(discriminator, on=False)
-    names = ("loss_d", "loss_g_adversarial", "loss_inv", "target_acc_fake")
-    return {"generator": generator, "discriminator": discriminator}, dict(zip(names, sums.tolist()))
+    return {"generator": generator, "discriminator": discriminator}, metrics
 
 
 def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) -> tuple[nn.Module, dict]:

@@ -17,8 +17,9 @@ from pydantic import Field
 from torch import nn
 
 from modelinv.data.types import Dataset
-from modelinv.gans import GANConfig, cached_gan, train_gan
+from modelinv.gans import Draws, GANConfig, cached_gan, train_gan
 from modelinv.models import build_model
+from modelinv.seeding import seeded
 
 
 class WGANGPConfig(GANConfig):
@@ -36,18 +37,22 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
 def train_wgan_gp(public: Dataset, config: WGANGPConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
     """Train G and D on the public images with L_D and L_G (module docstring); return both and training metrics."""
     c = config
-    shape = public.input_shape
-    generator = build_model("dcgan-generator", shape, 0, latent_dim=c.latent_dim, width=c.width)
-    discriminator = build_model("dcgan-discriminator", shape, 0, outputs=1, width=c.width)
 
-    def critic_loss(d, fake, real, gen):
+    def critic_loss(d: nn.Module, draws: Draws):
+        fake, _ = draws.fake()
+        (real,) = draws.real()
         distance = d(real).mean() - d(fake).mean()
-        return -distance + c.gp_weight * gradient_penalty(d, real, fake, gen), {"wasserstein": distance.detach()}
+        return -distance + c.gp_weight * gradient_penalty(d, real, fake, draws.gen), {"wasserstein": distance.detach()}
 
-    def generator_loss(g, d, z, real):
+    def generator_loss(g: nn.Module, d: nn.Module, draws: Draws):
+        z, _ = draws.latent()
+        draws.real()  # unused; drawn to keep the random stream, hence the GANs, of earlier versions
         return -d(g(z)).mean(), {}
 
-    metrics = train_gan(generator, discriminator, (public.x,), c, seed, critic_loss, generator_loss, "training gmi WGAN-GP")
+    with seeded(seed):
+        generator = build_model("dcgan-generator", public.input_shape, 0, latent_dim=c.latent_dim, width=c.width)
+        discriminator = build_model("dcgan-discriminator", public.input_shape, 0, outputs=1, width=c.width)
+        metrics = train_gan(generator, discriminator, (public.x,), c, seed, critic_loss, generator_loss, "training gmi WGAN-GP")
     return {"generator": generator, "discriminator": discriminator}, metrics
 
 

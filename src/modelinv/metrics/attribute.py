@@ -17,19 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from modelinv.data.schema import sensitive_of
+from modelinv.functional import fit_predictor
 from modelinv.metrics.base import Metric, MetricInputs, register
-
-
-def fit_predictor(features: torch.Tensor, values: torch.Tensor, C: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A multinomial logistic regression (scikit-learn, L-BFGS, deterministic) from standardised `features` to `values`."""
-    from sklearn.linear_model import LogisticRegression
-
-    mean, std = features.mean(0), features.std(0).clamp_min(1e-8)
-    classes = values.unique()
-    if len(classes) == 1:
-        return lambda x: classes.expand(len(x))
-    fitted = LogisticRegression(C=C, max_iter=1000).fit(((features - mean) / std).double().numpy(), values.numpy())
-    return lambda x: torch.from_numpy(fitted.predict(((x - mean) / std).double().numpy())).long()
 
 
 def _guesses(inputs: MetricInputs) -> tuple[torch.Tensor, torch.Tensor]:

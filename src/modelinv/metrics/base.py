@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,6 +21,7 @@ NEEDS = {
     "private": "reference private samples",
     "holdout": "real held-out private samples (for ratios against real images)",
     "public": "the attacker's public records with their sensitive column",
+    "observations": "what the attacker observed of each true input (defended features or scores)",
 }
 """What a metric may need beyond the reconstructions and their labels, in words for error messages."""
 
@@ -35,6 +37,7 @@ class MetricInputs:
     private: Dataset | None = None  # reference private samples (x, y) for knn_dist / fid_eval
     holdout: Dataset | None = None  # real private samples not in `private`, the yardstick of knn_ratio
     public: Dataset | None = None  # the attacker's data, for attribute inference's baselines
+    observations: torch.Tensor | None = None  # (N, ...) what the attacker observed of each true input, after any defense
 
     def __post_init__(self) -> None:
         n = self.reconstructions.shape[0]
@@ -47,6 +50,8 @@ class MetricInputs:
                 f"metric inputs: truth has shape {tuple(self.truth.shape)}, "
                 f"reconstructions {tuple(self.reconstructions.shape)}"
             )
+        if self.observations is not None and (self.observations.dim() == 0 or self.observations.shape[0] != n):
+            raise ModelinvError(f"metric inputs: observations have shape {tuple(self.observations.shape)}, expected ({n}, ...): one per reconstruction")
 
 
 class Metric:
@@ -67,12 +72,14 @@ class Metric:
             verb = "is" if len(missing) == 1 else "are"
             raise ModelinvError(f"metric '{self.name}' needs {' and '.join(missing)}, which {verb} missing")
 
-    def __call__(self, inputs: MetricInputs) -> float:
+    def __call__(self, inputs: MetricInputs) -> float | None:
+        """The metric as a float, or None ("n/a") where it is undefined for these inputs (e.g. top-5 of 5 classes)."""
         self.check(inputs)
         with torch.no_grad():
-            return float(self.evaluate(inputs))
+            value = self.evaluate(inputs)
+        return None if value is None else float(value)
 
-    def evaluate(self, inputs: MetricInputs) -> float:
+    def evaluate(self, inputs: MetricInputs) -> float | None:
         raise NotImplementedError
 
 
@@ -87,15 +94,41 @@ def register(metric: Metric) -> Metric:
 
 def run_evaluator(evaluator: nn.Module, x: torch.Tensor, *, embed: bool = False) -> torch.Tensor:
     """evaluator(x) logits, or evaluator.embed(x) penultimate features, computed in eval mode without
-    gradients in batches of EVAL_BATCH_SIZE on the evaluator's device; returned on the CPU."""
+    gradients in batches of EVAL_BATCH_SIZE on the evaluator's device; returned on the CPU.
+
+    Results are memoised per input tensor (held weakly) for the same evaluator, unchanged weights and an
+    unchanged tensor (torch's version counters), so the private reference set is embedded once per run
+    however many metrics and trivial answers use it.
+
+    Shape: x (N, C, H, W) -> logits (N, K) or features (N, D).
+    """
     fn = getattr(evaluator, "embed", None) if embed else evaluator
     if fn is None:
         raise ModelinvError(f"the evaluator ({type(evaluator).__name__}) has no embed(x) for penultimate features")
+    key = (id(evaluator), embed, x._version, tuple(p._version for p in evaluator.parameters()), evaluator.training)
+    memo = _memo_of(x)
+    if key in memo:
+        return memo[key]
     device = next(evaluator.parameters(), x).device
     was_training = evaluator.training
     evaluator.eval()
     try:
         with torch.no_grad():
-            return torch.cat([fn(batch.to(device)).cpu() for batch in x.split(EVAL_BATCH_SIZE)])
+            out = torch.cat([fn(batch.to(device)).cpu() for batch in x.split(EVAL_BATCH_SIZE)])
     finally:
         evaluator.train(was_training)
+    memo.clear()  # one entry per tensor: a stale evaluator's output is never kept
+    memo[key] = out
+    return out
+
+
+_MEMO: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _memo_of(x: torch.Tensor) -> dict:
+    """The memo of tensor `x` (by identity: tensors compare elementwise), dropped when `x` is freed."""
+    entry = _MEMO.get(id(x))
+    if entry is None or entry[0]() is not x:
+        entry = (weakref.ref(x, lambda _, i=id(x): _MEMO.pop(i, None)), {})
+        _MEMO[id(x)] = entry
+    return entry[1]

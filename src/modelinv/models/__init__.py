@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-import torch
-
-from modelinv.errors import ModelinvError
 from modelinv.models import cnn_split, eval_cnn, gan, lenet, mlp, resnet, sklearn_adapter, tabular  # noqa: F401  (registration)
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
-from modelinv.models.registry import MODELS
+from modelinv.models.registry import MODELS, build_model
 
 EVALUATOR_ARCH = "eval-cnn"
 """The default judge; `resnet` judges an `eval-cnn` target so the judge always differs from the target."""
@@ -18,25 +14,6 @@ EVALUATOR_ARCH = "eval-cnn"
 
 def evaluator_arch_for(target_arch: str) -> str:
     return "resnet" if target_arch == EVALUATOR_ARCH else EVALUATOR_ARCH
-
-
-def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **args: Any) -> torch.nn.Module:
-    """Instantiate architecture `arch` for inputs of `input_shape` and `num_classes` outputs."""
-    factory = MODELS.get(arch)
-    accepted = set(inspect.signature(factory).parameters) - {"input_shape", "num_classes"}
-    unknown = sorted(set(args) - accepted)
-    if unknown:
-        raise ModelinvError(
-            f"model '{arch}' has no argument '{unknown[0]}' (arguments: {', '.join(sorted(accepted)) or 'none'})"
-        )
-    if MODELS.info(arch)["family"] != "image-or-tabular" and len(input_shape) != 3:
-        raise ModelinvError(f"model '{arch}' needs images (C, H, W); the data has shape {tuple(input_shape)}")
-    try:
-        net = factory(tuple(input_shape), int(num_classes), **args)
-    except RuntimeError as err:  # e.g. an image too small for the architecture's convolutions
-        raise ModelinvError(f"model '{arch}' cannot take inputs of shape {tuple(input_shape)}: {err}") from None
-    net.spec = {"arch": arch, "args": dict(args), "input_shape": list(input_shape), "num_classes": int(num_classes)}
-    return net
 
 
 def describe_models() -> list[dict[str, Any]]:

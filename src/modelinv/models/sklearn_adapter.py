@@ -19,9 +19,10 @@ from torch import nn
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError
 from modelinv.models.layered import LayeredNet
-from modelinv.models.registry import MODELS
+from modelinv.models.registry import MODELS, build_model
+from modelinv.models.store import ModelRequest, cached, train_or_load
 from modelinv.models.tabular import TabularNet, _tabular
-from modelinv.models.trainer import accuracy
+from modelinv.models.trainer import TrainingHooks, accuracy
 
 FITTED_BY = "scikit-learn"
 MIN_PROB = 1e-6
@@ -119,9 +120,6 @@ def sk_tree(input_shape, num_classes, max_depth: int = 6, min_samples_leaf: int 
 
 def fit_or_load(request: ModelRequest, data: Dataset, test: Dataset | None = None) -> tuple[LayeredNet, dict[str, Any]]:
     """The scikit-learn model `request` describes: from the cache, else fitted on `data` (its arrays stored as safetensors)."""
-    from modelinv.models import build_model
-    from modelinv.models.store import cached
-
     if request.defense:
         raise ModelinvError(f"defense '{request.defense['name']}' changes gradient training; model '{request.arch}' is fitted by scikit-learn")
 
@@ -137,9 +135,12 @@ def fit_or_load(request: ModelRequest, data: Dataset, test: Dataset | None = Non
     return modules["model"], {**meta, "path": f"{meta['path']}/model"}
 
 
-def train_or_fit(request: ModelRequest, data: Dataset, test: Dataset | None = None) -> tuple[LayeredNet, dict[str, Any]]:
-    """A torch model trained by gradient, or a scikit-learn model fitted, as the architecture requires; cached."""
-    from modelinv.models.store import train_or_load
+def train_or_fit(
+    request: ModelRequest, data: Dataset, test: Dataset | None = None, hooks: TrainingHooks | None = None
+) -> tuple[LayeredNet, dict[str, Any]]:
+    """A torch model trained by gradient, or a scikit-learn model fitted, as the architecture requires; cached.
 
-    fitted = MODELS.info(request.arch).get("fitted_by") == FITTED_BY
-    return (fit_or_load if fitted else train_or_load)(request, data, test=test)
+    `hooks` is the training-time defense `request.defense` records (the defense object; see `train_or_load`)."""
+    if MODELS.info(request.arch).get("fitted_by") == FITTED_BY:
+        return fit_or_load(request, data, test=test)
+    return train_or_load(request, data, test=test, hooks=hooks)

@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from modelinv.data.types import Dataset
-from modelinv.defenses import build_defense
 from modelinv.errors import ModelinvError
-from modelinv.models import build_model
 from modelinv.models.layered import LayeredNet
-from modelinv.models.trainer import TrainConfig, accuracy, train_classifier
-from modelinv.seeding import seed_everything
+from modelinv.models.registry import build_model
+from modelinv.models.trainer import TrainConfig, TrainingHooks, accuracy, train_classifier
+from modelinv.seeding import seeded
 from modelinv.versions import versions
 
 FORMAT = "modelinv-checkpoint/1"
@@ -52,6 +52,9 @@ class ModelRequest:
     defense: dict[str, Any] = field(default_factory=dict)
     """A training-time defense as {name, params, layer}; empty: none (and then left out of the key,
     so undefended models keep the keys they had before defenses existed)."""
+    threads: int = field(default_factory=torch.get_num_threads)
+    """torch's intra-op thread count at training time: the same seed trains different bits at 1 and 2
+    threads (reductions split differently), so models trained at different counts are different artifacts."""
 
     def key(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k != "defense" or v}
@@ -150,9 +153,9 @@ def cached(
             raise ModelinvError(f"corrupted checkpoint file {index}: not valid JSON ({err})") from None
         modules = {name: load_checkpoint(directory / name, expect_key=request.key())[0] for name in meta["modules"]}
         return modules, {**meta, "cached": True, "path": str(directory)}
-    seed_everything(request.seed)
     start = time.perf_counter()
-    modules, metrics = produce()
+    with seeded(request.seed):  # deterministic initialisation and training; the caller's random state is kept
+        modules, metrics = produce()
     meta = {"request": asdict(request), "request_key": request.key(), "metrics": metrics, "seconds": time.perf_counter() - start}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
@@ -170,19 +173,25 @@ def train_or_load(
     data: Dataset,
     test: Dataset | None = None,
     cache_dir: Path | None = None,
+    hooks: TrainingHooks | None = None,
 ) -> tuple[LayeredNet, dict[str, Any]]:
     """The classifier `request` describes: from the cache if present, else trained on `data` and cached.
 
-    A `request.defense` is applied while training (see modelinv.defenses); accuracies are then those of
-    the deployed, defended model. The metadata's `path` is the checkpoint directory; `metrics` has val_acc
-    (and test_acc when `test` is given) and the defense's own (epsilon and delta for DP-SGD).
+    A training-time defense changes training through `hooks` (the defense object, built by the caller; see
+    modelinv.defenses), and `request.defense` records it in the cache key (its `training_spec()`). Hooks
+    are used only when `request.defense` is set: a defense with an empty spec leaves training unchanged.
+    Accuracies are then those of the deployed, defended model. The metadata's `path` is the checkpoint
+    directory; `metrics` has val_acc (and test_acc when `test` is given) and the hooks' own (epsilon and
+    delta for DP-SGD).
     """
     if data.digest() != request.data_digest:
         raise ValueError("request.data_digest does not match the training data")
+    if request.defense and hooks is None:
+        raise ValueError(f"request.defense names '{request.defense.get('name')}' but no training hooks were given")
+    hooks = hooks if request.defense else None
 
     def produce():
         model = build_model(request.arch, request.input_shape, request.num_classes, **request.args)
-        hooks = build_defense(**request.defense) if request.defense else None
         desc = f"training {request.role} {request.arch}"
         metrics = train_classifier(model, data, TrainConfig(**request.train), request.seed, desc=desc, hooks=hooks)
         if test is not None:

@@ -1,13 +1,27 @@
-"""Supervised training of classifiers: Adam with a cosine schedule, random-shift augmentation for images,
-a validation split, and early stopping on validation accuracy (the best epoch's weights are kept).
+"""Minibatch training: the one loop every trained network uses, and the training of classifiers on it.
 
-`TrainingHooks` is how a defense changes the training (its loss, batches, optimiser, deployed model)."""
+`train_epochs` is the loop: each epoch draws its batches from a seeded `torch.Generator` (a shuffled
+partition by default), takes one optimiser step per batch on a loss of the batch's indices, and yields the
+epoch's mean loss; the caller reads it, validates, or breaks out to stop early. Target and evaluator
+classifiers (`train_classifier`), the inverse network and the shadow client of the split-inference attacks,
+and LOMMA's distilled surrogates are trained with it; GANs alternate two networks' updates and share
+`modelinv.gans.train_gan` instead.
+
+`train_classifier`: Adam with a cosine schedule, random-shift augmentation for images, a validation split,
+and early stopping on validation accuracy (the best epoch's weights are kept). `TrainingHooks` is how a
+defense changes the training (its loss, batches, optimiser, deployed model).
+
+Nothing here seeds the global random state: module initialisation, dropout and a defense's noise draw from
+it, and the caller seeds it (`modelinv.seeding.seeded`, as the model cache does before training).
+"""
 
 from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +48,52 @@ class TrainConfig(BaseModel):
     )
 
 
+BatchSampler = Callable[[int, int, torch.Generator], Iterable[torch.Tensor]]
+"""(n, batch_size, gen) -> the index tensors of one epoch's batches."""
+
+
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """One epoch's batches: a random permutation of range(n) drawn from `gen`, cut into runs of `batch_size` (the last may be shorter)."""
+    return iter(torch.randperm(n, generator=gen).split(batch_size))
+
+
+def train_epochs(
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    optimiser: torch.optim.Optimizer,
+    n: int,
+    epochs: int,
+    batch_size: int,
+    gen: torch.Generator,
+    *,
+    batches: BatchSampler = shuffled_batches,
+    after_step: Callable[[], Any] | None = None,
+    desc: str | None = None,
+) -> Iterator[float]:
+    """The minibatch loop: for each of `epochs` epochs, draw the batches of the n examples with `batches(n,
+    batch_size, gen)`; for each batch of indices, one step of `optimiser` on the scalar `loss(indices)`, then
+    `after_step()` (a per-step schedule); yield the epoch's mean loss (per example, weighted by batch size).
+
+    Break out of the loop to stop early. With `desc`, a progress bar (`modelinv.progress`) counts the epochs
+    and shows their loss; a caller that shows other numbers (validation accuracy) runs its own bar instead.
+    """
+    with progress_bar(desc, epochs) if desc else nullcontext(lambda **_: None) as advance:
+        for _ in range(epochs):
+            total, seen = 0.0, 0
+            for idx in batches(n, batch_size, gen):
+                value = loss(idx)
+                optimiser.zero_grad()
+                value.backward()
+                optimiser.step()
+                if after_step is not None:
+                    after_step()
+                if len(idx):
+                    total += value.item() * len(idx)
+                    seen += len(idx)
+            mean = total / seen if seen else float("nan")
+            advance(loss=mean)
+            yield mean
+
+
 class TrainingHooks:
     """The ways a training-time defense may change `train_classifier`; this base changes nothing."""
 
@@ -41,9 +101,9 @@ class TrainingHooks:
         """The optimiser to train with (DP-SGD wraps it); called once before the first step."""
         return optimiser
 
-    def batches(self, n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    def batches(self, n: int, batch_size: int, gen: torch.Generator) -> Iterable[torch.Tensor]:
         """Indices of each step's batch in one epoch: a shuffled partition of the n training examples."""
-        return iter(torch.randperm(n, generator=gen).split(batch_size))
+        return shuffled_batches(n, batch_size, gen)
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training objective on one batch: cross-entropy."""
@@ -92,20 +152,19 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs)
     optimiser = hooks.setup(model, optimiser, len(train), config)
     shift = min(config.augment_shift, data.x.shape[-2] // 8) if data.x.dim() == 4 else 0
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        return hooks.loss(model, random_shift(train.x[idx], shift, gen), train.y[idx])
+
     best_acc, best_state, stale, epochs_run = -1.0, None, 0, 0
     start = time.perf_counter()
+    model.train()
     with progress_bar(desc, config.epochs) as advance:
-        for epoch in range(config.epochs):
-            model.train()
-            for idx in hooks.batches(len(train), config.batch_size, gen):
-                x = random_shift(train.x[idx], shift, gen)
-                loss = hooks.loss(model, x, train.y[idx])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+        for epoch, _ in enumerate(train_epochs(loss, optimiser, len(train), config.epochs, config.batch_size, gen, batches=hooks.batches)):
             schedule.step()
             epochs_run = epoch + 1
             val_acc = accuracy(hooks.deployed(model), val)
+            model.train()
             advance(val_acc=val_acc)
             if val_acc > best_acc:
                 best_acc, best_state, stale = val_acc, copy.deepcopy(model.state_dict()), 0

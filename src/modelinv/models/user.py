@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from modelinv.errors import ModelinvError
-from modelinv.models import build_model
 from modelinv.models.layered import LayeredNet
+from modelinv.models.registry import build_model
 from modelinv.models.store import load_weights
 
 TORCHSCRIPT = "torchscript"

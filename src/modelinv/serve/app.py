@@ -9,7 +9,6 @@ says nothing about the model.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request

@@ -7,14 +7,14 @@ answer (default: the request's). Both forms carry float32 exactly.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from modelinv.oracle import wire
+from modelinv.oracle.wire import encode_npy
 
 
 class BadInput(Exception):
@@ -36,20 +36,12 @@ class Limits:
     high: float = 1.0
 
 
-def encode_npy(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def decode_npy(text: object) -> np.ndarray:
-    """A base64 .npy string as an array; never unpickles."""
-    if not isinstance(text, str):
-        raise BadInput(400, "'npy' must be a base64 string")
+    """A base64 .npy string as an array (never unpickled), else BadInput 400."""
     try:
-        return np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
-    except (binascii.Error, ValueError, OSError, EOFError):
-        raise BadInput(400, "'npy' is not a base64-encoded .npy array") from None
+        return wire.decode_npy(text)
+    except wire.WireError as err:
+        raise BadInput(400, str(err)) from None
 
 
 def _from_lists(inputs: object) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 from modelinv.defenses import OutputDefense, build_defense
 from modelinv.errors import ModelinvError
 from modelinv.models.layered import LayeredNet
-from modelinv.oracle import Features, Scores
+from modelinv.oracle import OBSERVATIONS, Features, Scores
 
 EXPOSURES = "probs, logits, top-k:K, label or features:LAYER"
 
@@ -22,7 +22,7 @@ def build_observer(model: LayeredNet, expose: str, defense: str | None = None, p
         if not arg.isdigit() or int(arg) < 1:
             raise ModelinvError(f"invalid '--expose': top-k needs a positive integer K (top-k:3), not '{expose}'")
         defense, params, kind, arg = "top-k", {"k": int(arg)}, "probs", ""
-    if kind not in ("probs", "logits", "label", "features") or bool(arg) != (kind == "features"):
+    if kind not in OBSERVATIONS or bool(arg) != (kind == "features"):
         raise ModelinvError(f"invalid '--expose': '{expose}' (expected {EXPOSURES})")
     built = build_defense(defense, params, arg or None) if defense is not None else None
     if built is not None and not isinstance(built, OutputDefense):

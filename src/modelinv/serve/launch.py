@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from modelinv.data.types import Dataset
+from modelinv.experiment.config import DataConfig
+from modelinv.experiment.runner import load_splits
 from modelinv.models.store import load_checkpoint
 from modelinv.serve.app import Served
 from modelinv.serve.decode import Limits
@@ -18,9 +20,6 @@ from modelinv.serve.querylog import QueryLog
 def reference_data(source: str, config: dict[str, Any]) -> tuple[Dataset, bool]:
     """The private training split of `source` under the checkpoint's seed, and whether it is exactly the
     data the checkpoint was trained on (its digest equals the checkpoint's `data_digest`)."""
-    from modelinv.experiment.config import DataConfig
-    from modelinv.experiment.runner import load_splits
-
     request = config.get("request", {})
     data = load_splits(DataConfig(source=source), int(request.get("seed", 0))).private_train
     return data, data.digest() == request.get("data_digest")

@@ -9,15 +9,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 import torch
 
 from modelinv.errors import AccessDenied, ModelinvError, QueryBudgetExceeded
-from modelinv.oracle import Oracle
-from modelinv.serve.decode import decode_npy, encode_npy
+from modelinv.oracle.local import Oracle
+from modelinv.oracle.wire import WireError, decode_npy, encode_npy
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def _httpx() -> ModuleType:
+    """httpx, an optional dependency (the `serve` extra): imported when a remote oracle is created, so
+    `import modelinv` and local experiments work without it."""
+    try:
+        import httpx
+    except ImportError:
+        raise ModelinvError("querying a served model (access.endpoint) needs httpx: pip install 'modelinv[serve]'") from None
+    return httpx
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,8 @@ class RemoteOracle(Oracle):
         super().__init__(budget)
         self.url, self.key, self.victim_key = url.rstrip("/"), key, victim_key
         self.batch_size, self.max_wait = batch_size, max_wait
-        self.http = httpx.Client(timeout=timeout, trust_env=False)
+        self.httpx = _httpx()
+        self.http = self.httpx.Client(timeout=timeout, trust_env=False)
         info = self._get("/v1/info", key)
         exposure = info["exposure"]
         self.kind, self.layer = exposure["observe"], exposure["layer"]
@@ -69,7 +83,7 @@ class RemoteOracle(Oracle):
     def _get(self, path: str, key: str) -> dict:
         try:
             return self._check(self.http.get(self.url + path, headers={"Authorization": f"Bearer {key}"}))
-        except httpx.HTTPError as err:
+        except self.httpx.HTTPError as err:
             raise ModelinvError(f"cannot reach {self.url}: {err}") from None
 
     def _post(self, x: np.ndarray, key: str) -> torch.Tensor:
@@ -78,14 +92,17 @@ class RemoteOracle(Oracle):
         while True:
             try:
                 response = self.http.post(f"{self.url}/v1/predict", json=body, headers={"Authorization": f"Bearer {key}"})
-            except httpx.HTTPError as err:
+            except self.httpx.HTTPError as err:
                 raise ModelinvError(f"cannot reach {self.url}: {err}") from None
             if response.status_code == 429 and response.headers.get("retry-after"):
                 wait = float(response.headers["retry-after"])
                 if time.monotonic() + wait <= deadline:
                     time.sleep(wait)
                     continue
-            return torch.from_numpy(decode_npy(self._check(response)["npy"]).copy())
+            try:
+                return torch.from_numpy(decode_npy(self._check(response)["npy"]).copy())
+            except WireError as err:
+                raise ModelinvError(f"{self.url} answered an unreadable array: {err}") from None
 
     def _observe(self, x: torch.Tensor, key: str) -> torch.Tensor:
         array = x.detach().cpu().contiguous().to(torch.float32).numpy()

@@ -5,6 +5,8 @@
 - `Features(model, layer)`: the split-layer activation f1(x) (split learning, collaborative inference).
 - `Scores(model, kind)`: the model's output as logits, probabilities, or the top-1 label only.
 
+What each may return is an `Observation` (modelinv.observation).
+
 An output defense (modelinv.defenses) given to `Features` or `Scores` perturbs every observation they
 return, so the attacker's queries and the victim traffic it intercepts both carry the defended tensor.
 
@@ -15,18 +17,16 @@ what they need and refuse a weaker threat model (as ART's estimator requirements
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
+from modelinv.defenses.base import OutputDefense
 from modelinv.errors import AccessDenied, ModelinvError, QueryBudgetExceeded
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
+from modelinv.observation import SCORES, Observation
 
-if TYPE_CHECKING:
-    from modelinv.defenses.base import OutputDefense
-
-OBSERVATIONS = ("features", "logits", "probs", "label")
 WHITE_BOX_PARTS = ("full", "client", "server")
 
 
@@ -80,7 +80,7 @@ class _Observer(Oracle):
     """An oracle the attacker reads victim outputs from (`intercept`) and may query (`__call__`),
     perturbed by an optional output `defense`."""
 
-    def __init__(self, model: LayeredNet, budget: int | None, observation: str, defense: OutputDefense | None):
+    def __init__(self, model: LayeredNet, budget: int | None, observation: Observation, defense: OutputDefense | None):
         super().__init__(budget)
         self.model, self.defense = model, defense
         if defense is not None:
@@ -125,7 +125,7 @@ class Features(_Observer):
         return self.model.features(x, self.layer)
 
 
-_SCORE_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+_SCORE_VIEWS: dict[Observation, Callable[[torch.Tensor], torch.Tensor]] = {
     "logits": lambda z: z,
     "probs": lambda z: z.softmax(1),
     "label": lambda z: z.argmax(1),
@@ -135,9 +135,9 @@ _SCORE_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class Scores(_Observer):
     """The model's output as `kind` = logits | probs | label (top-1 class index)."""
 
-    def __init__(self, model: LayeredNet, kind: str = "probs", budget: int | None = None, defense: OutputDefense | None = None):
+    def __init__(self, model: LayeredNet, kind: Observation = "probs", budget: int | None = None, defense: OutputDefense | None = None):
         if kind not in _SCORE_VIEWS:
-            raise AccessDenied(f"scores kind must be one of {', '.join(_SCORE_VIEWS)}, not '{kind}'")
+            raise AccessDenied(f"scores kind must be one of {', '.join(SCORES)}, not '{kind}'")
         super().__init__(model, budget, kind, defense)
         self.kind = kind
         derivable = {"logits": {"logits", "probs", "label"}, "probs": {"probs", "label"}, "label": {"label"}}
