@@ -7,13 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from modelinv.data import DATASETS, SPLITS, describe_datasets, load, make_splits
-from modelinv.data import bundled
+from helpers import idx_bytes, write_idx
+from modelinv.data import DATASETS, SPLITS, bundled, describe_datasets, load, make_splits
 from modelinv.data.transforms import resize, to_channels
 from modelinv.data.types import ImageDataset, TabularDataset
 from modelinv.errors import ModelinvError
-
-from helpers import idx_bytes, write_idx
 
 
 def fails(call, *words):
@@ -91,9 +89,9 @@ def test_describe_lists_datasets_and_prefixes():
     rows = {row["name"]: row for row in describe_datasets()}
     assert rows["mnist5k"]["kind"] == "image" and tuple(rows["mnist5k"]["shape"]) == (1, 28, 28)
     assert rows["breast-cancer"]["kind"] == "tabular"
-    assert {name.split(":")[0] for name in rows if ":" in name} == {"idx", "npz", "folder", "csv", "planted"}
+    assert {name.split(":")[0] for name in rows if ":" in name} == {"idx", "npz", "folder", "csv", "planted", "glyphs"}
     assert all(row["summary"] for row in rows.values())
-    assert set(DATASETS.names()) == {"mnist5k", "digits", "breast-cancer"}
+    assert set(DATASETS.names()) == {"mnist5k", "digits", "breast-cancer", "glyphs"}
 
 
 def test_unknown_source_lists_the_known_ones():
@@ -341,7 +339,7 @@ def test_splits_are_deterministic(kind):
     data = toy()
     public = toy(classes=("p", "q")) if kind == "cross-domain" else None
     first = make_splits(kind, data, seed=3, public_data=public)
-    assert first.kind == kind and first.evaluator_train is first.private_train
+    assert first.kind == kind and not ids(first.evaluator_train) & ids(first.private_train)  # the judge never sees the target's images
     assert make_splits(kind, data, seed=3, public_data=public).digests() == first.digests()
     assert make_splits(kind, data, seed=4, public_data=public).private_train.digest() != first.private_train.digest()
 
@@ -349,20 +347,21 @@ def test_splits_are_deterministic(kind):
 def test_same_distribution_is_disjoint_and_stratified():
     data = toy(n_per_class=20)
     s = make_splits("same-distribution", data, seed=0, public_fraction=0.3, test_fraction=0.25)
-    parts = [s.private_train, s.private_test, s.public]
-    assert [p.name for p in parts] == ["toy/private-train", "toy/private-test", "toy/public"]
+    parts = [s.private_train, s.private_test, s.public, s.evaluator_train]
+    assert [p.name for p in parts] == ["toy/private-train", "toy/private-test", "toy/public", "toy/evaluator-train"]
     sets = [ids(p) for p in parts]
-    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
-    assert sets[0] | sets[1] | sets[2] == ids(data)
+    assert all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1 :])
+    assert sets[0] | sets[1] | sets[2] | sets[3] == ids(data)
     assert s.public.y.bincount().tolist() == [6] * 4  # 30% of 20
     assert s.private_test.y.bincount().tolist() == [4] * 4  # 25% of the remaining 14, rounded
-    assert s.private_train.y.bincount().tolist() == [10] * 4
+    assert s.private_train.y.bincount().tolist() == [5] * 4  # half of the remaining 10; the judge has the other half
+    assert s.evaluator_train.y.bincount().tolist() == [5] * 4
     assert all(p.classes == data.classes for p in parts)
 
 
 def test_same_distribution_on_mnist(mnist):
     s = make_splits("same-distribution", mnist, seed=0)
-    assert (len(s.public), len(s.private_train), len(s.private_test)) == (1500, 2800, 700)
+    assert (len(s.public), len(s.private_train), len(s.private_test), len(s.evaluator_train)) == (1500, 1400, 700, 1400)
     assert s.private_test.y.bincount().tolist() == [70] * 10
     pub = {row.numpy().tobytes() for row in s.public.x.flatten(1)}
     assert not pub & {row.numpy().tobytes() for row in s.private_train.x.flatten(1)}
@@ -382,7 +381,7 @@ def test_class_disjoint_chosen_classes():
     data = toy()
     s = make_splits("class-disjoint", data, seed=0, private_classes=[3, 1])
     assert s.private_train.classes == ("b", "d") and s.public.classes == ("a", "c")
-    assert ids(s.private_train) | ids(s.private_test) == ids(data.subset((data.y == 1) | (data.y == 3)))
+    assert ids(s.private_train) | ids(s.private_test) | ids(s.evaluator_train) == ids(data.subset((data.y == 1) | (data.y == 3)))
     for bad in ([4], [], [0, 1, 2, 3], [1, 1], [True]):
         fails(lambda: make_splits("class-disjoint", data, seed=0, private_classes=bad), "private_classes")
 
@@ -392,7 +391,7 @@ def test_cross_domain_converts_the_public_data(mnist):
     s = make_splits("cross-domain", mnist, seed=0, public_data=digits)
     assert s.public.x.shape == (1797, 1, 28, 28) and s.public.name == "digits/public"
     assert 0.0 <= float(s.public.x.min()) and float(s.public.x.max()) <= 1.0
-    assert len(s.private_train) + len(s.private_test) == 5000 and s.private_test.y.bincount().tolist() == [100] * 10
+    assert len(s.private_train) + len(s.evaluator_train) + len(s.private_test) == 5000 and s.private_test.y.bincount().tolist() == [100] * 10
     rgb = toy(classes=("p", "q"), shape=(3, 10, 10))
     converted = make_splits("cross-domain", toy(shape=(1, 7, 7)), seed=0, public_data=rgb).public
     assert converted.input_shape == (1, 7, 7) and converted.classes == ("p", "q")

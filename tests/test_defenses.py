@@ -8,8 +8,6 @@ import pytest
 import torch
 import yaml
 
-from modelinv.results import ResultsStore
-
 from helpers import cli
 from modelinv.attacks import ATTACKS, Attack, Reconstruction, Targets
 from modelinv.data import load, make_splits
@@ -21,6 +19,7 @@ from modelinv.metrics import MetricInputs, compute
 from modelinv.models.store import ModelRequest, train_or_load
 from modelinv.models.trainer import accuracy
 from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox
+from modelinv.results import ResultsStore
 from modelinv.stats import distance_correlation
 
 

@@ -32,6 +32,7 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     public_fraction: float = Field(0.3, gt=0, lt=1)
     private_classes: list[int] | None = None
+    evaluator_fraction: float = Field(0.5, gt=0, lt=1, description="share of the private training pool that trains the judge (images)")
 
 
 class ModelConfig(Strict):

@@ -64,6 +64,7 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
         test_fraction=d.test_fraction,
         public_fraction=d.public_fraction,
         private_classes=d.private_classes,
+        evaluator_fraction=d.evaluator_fraction,
     )
 
 
