@@ -154,7 +154,8 @@ def main() -> None:
     sections = ["# Class-representative inversion", "", __doc__.split("\n\n", 2)[2].strip(), ""]
     for protocol in args.protocol:
         per_class = args.per_class or (2 if args.quick else PROTOCOLS[protocol]["per_class"])
-        grid = [config(protocol, row, seed, per_class) for seed in seeds for row in args.attacks]
+        # row by row, every seed of a row before the next row: an interrupted run leaves complete rows behind
+        grid = [config(protocol, row, seed, per_class) for row in args.attacks for seed in seeds]
         out = args.out / protocol
         result = benchmark.run(grid, args, out=out)
         sections.append(render(protocol, result.rows, [result], per_class))

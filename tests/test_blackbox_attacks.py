@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from modelinv.attacks import ATTACKS, Targets, describe_attacks
+from modelinv.attacks.lomma import LOMMA
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import prepare, run_experiment
 from modelinv.models.store import load_checkpoint
-from modelinv.attacks.lomma import LOMMA
 from modelinv.models.trainer import predict_logits
 from modelinv.oracle import Scores, ThreatModel, WhiteBox
 

@@ -13,8 +13,9 @@ import torch
 
 from helpers import own_model_cache
 from modelinv.attacks import ATTACKS, Targets
+from modelinv.attacks.goals import goal
 from modelinv.errors import AccessDenied, ModelinvError
-from modelinv.experiment.config import CLASS_METRICS, ExperimentConfig
+from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import prepare, run_experiment
 from modelinv.models.store import load_checkpoint
 from modelinv.models.trainer import predict_logits
@@ -64,7 +65,7 @@ def runs(setting, tmp_path_factory):
 @pytest.mark.parametrize("attack", list(PARAMS))
 def test_runs_end_to_end_from_a_config(runs, attack):
     row, images = runs[attack][0]
-    assert set(CLASS_METRICS) <= set(row)
+    assert set(goal("class").default_metrics) <= set(row)
     assert images["reconstructions"].shape == (20, 1, 28, 28)
     assert 0 <= images["reconstructions"].min() and images["reconstructions"].max() <= 1
     assert row["queries"] == 0 and row["gradients"] > 0

@@ -53,7 +53,7 @@ def attack(setting, seed=0, **params):
 def test_runs_end_to_end_from_an_experiment_config(config, setting):
     row, images = run_experiment(config, setting)
     assert images["reconstructions"].shape == (5 * PER_CLASS, 1, 28, 28)
-    assert 0.0 <= row["attack_acc_top1"] <= row["attack_acc_top5"] <= 1.0
+    assert 0.0 <= row["attack_acc_top1"] <= 1.0 and row["attack_acc_top5"] is None  # top-5 of 5 classes: n/a
     assert row["knn_dist"] > 0 and row["knn_ratio"] > 0 and row["fid_eval"] >= 0
     search = 5 * PER_CLASS * TINY["iterations"] * 2  # two augmented views per step
     gan = row["attack_details"]["gan"]

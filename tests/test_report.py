@@ -14,7 +14,7 @@ from PIL import Image
 
 from helpers import assert_one_line_error, cli
 from modelinv.experiment.grid import GridConfig
-from modelinv.experiment.sweep import run_sweep
+from modelinv.experiment.sweep import run_grid
 from modelinv.validation import validate
 
 GRID = {
@@ -61,7 +61,7 @@ def report(tmp_path_factory):
     """A report on a sweep of tests/test_sweep.py's models, with two workers as there: the same threads per worker,
     so the models in the session's cache have the same bits whichever module trains them first."""
     out = tmp_path_factory.mktemp("results")
-    run_sweep(validate(GridConfig, GRID), out, workers=2, command="modelinv sweep grid.yaml --out results")
+    run_grid(validate(GridConfig, GRID), out, workers=2, command="modelinv sweep grid.yaml --out results")
     from modelinv.report.html import write_report
 
     return write_report(out, title="test report")

@@ -19,9 +19,9 @@ import yaml
 
 from helpers import assert_one_line_error, cli, invoke
 from modelinv.experiment.grid import GridConfig, run_id
-from modelinv.experiment.leaderboard import leaderboard
-from modelinv.experiment.results import ResultsStore
 from modelinv.experiment.sweep import shared_models
+from modelinv.report.leaderboard import leaderboard
+from modelinv.results import ResultsStore
 from modelinv.validation import validate
 
 SCENARIO = {
@@ -121,7 +121,7 @@ def test_local_sweep_then_rerun_computes_nothing(swept, capsys):
     assert runs(out) == first  # same finish times: nothing recomputed
     store = ResultsStore(out)
     assert [s["command"].split()[:2] for s in store.sweeps()] == [["modelinv", "sweep"]] * 2
-    assert store.sweeps()[0]["config"]["seeds"] == [0, 1]
+    assert len(store.sweeps()[0]["config"]) == 8 and {c["seed"] for c in store.sweeps()[0]["config"]} == {0, 1}  # one config per run
     store.close()
 
 

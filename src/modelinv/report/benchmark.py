@@ -50,13 +50,15 @@ def load() -> dict[str, float]:
 
 @dataclass
 class Run:
-    """One benchmark invocation: its rows and what produced them."""
+    """One benchmark invocation: its rows, the command that ran it (None with --render: the store's recorded
+    commands say what computed the rows), its wall time and the machine load around it."""
 
     rows: list[dict[str, Any]]
-    command: str
+    command: str | None
     seconds: float
     load_before: dict[str, float]
     load_after: dict[str, float]
+    recorded: list[str]
 
 
 def run(grid: Sequence[ExperimentConfig], args: argparse.Namespace, out: Path | None = None) -> Run:
@@ -65,15 +67,25 @@ def run(grid: Sequence[ExperimentConfig], args: argparse.Namespace, out: Path | 
     command = shlex.join(["python", *sys.argv])
     before, start = load(), time.perf_counter()
     if args.render:
-        store = ResultsStore(out, create=False)
-        try:
-            done = {r["run_id"]: r for r in store.rows()}
-        finally:
-            store.close()
-        rows = [r for r in done.values() if r["config"] in [c.model_dump(mode="json") for c in grid]]
+        wanted = [c.model_dump(mode="json") for c in grid]
+        rows = [r for r in read(out) if r["config"] in wanted]
     else:
         rows = run_grid(list(grid), out, workers=args.workers, threads=args.threads, command=command, log=print)
-    return Run(rows, command, time.perf_counter() - start, before, load())
+    store = ResultsStore(out, create=False)
+    try:
+        recorded = list(dict.fromkeys(s["command"] for s in store.sweeps() if s["command"]))
+    finally:
+        store.close()
+    return Run(rows, None if args.render else command, time.perf_counter() - start, before, load(), recorded)
+
+
+def read(out: Path) -> list[dict[str, Any]]:
+    """Every stored row of the results directory `out`."""
+    store = ResultsStore(out, create=False)
+    try:
+        return store.rows()
+    finally:
+        store.close()
 
 
 def provenance(runs: Sequence[Run], rows: Sequence[dict[str, Any]] | None = None) -> str:
@@ -86,8 +98,12 @@ def provenance(runs: Sequence[Run], rows: Sequence[dict[str, Any]] | None = None
     if len(threads) > 1:
         raise ModelinvError(f"rows computed at different torch thread counts {threads} cannot share a table; rerun with one --threads")
     seeds = sorted({r["seed"] for r in rows})
+    ran = [f"`{r.command}` ({r.seconds:.0f} s)" for r in runs if r.command]
+    recorded = list(dict.fromkeys(c for r in runs for c in r.recorded))
+    compute = [r.get("seconds", 0) + sum((r.get("timings") or {}).values()) for r in rows]
     lines = [
-        f"- Produced by: {'; '.join(f'`{r.command}` ({r.seconds:.0f} s)' for r in runs)}",
+        f"- Produced by: {'; '.join(ran) or 'rendered from stored runs'}; commands recorded in the store: "
+        f"{'; '.join(f'`{c}`' for c in recorded) or '-'}; {len(rows)} runs, {sum(compute) / 60:.0f} minutes of run time (data, training, attack, metrics; models loaded from the cache count as their load time).",
         f"- Seeds {seeds} ({len(seeds)} per row unless stated), torch threads {threads[0] if threads else '-'} per run; "
         f"machine: {platform.machine()}, {available_cores()} available cores; load average before/after "
         f"{runs[0].load_before.get('1min', '-')} / {runs[-1].load_after.get('1min', '-')} (1 min).",
