@@ -56,7 +56,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def config(attack: str, budget: int | None = None) -> ExperimentConfig:
     return ExperimentConfig(
         seed=0,
-        data={"split": "class-disjoint"},
+        data={"split": "class-disjoint", "evaluator_fraction": 0.2},  # a tiny target: give it 80% of the private pool, the judge the rest
         target={"arch": "lenet", "train": {"epochs": 2}},
         evaluator={"arch": "eval-cnn", "train": {"epochs": 2}},
         access={"observe": KIND[attack], "query_budget": budget},

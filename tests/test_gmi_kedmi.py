@@ -31,7 +31,7 @@ PARAMS = {
 def config(attack: str, metrics: list[str] | None = None) -> ExperimentConfig:
     return ExperimentConfig(
         seed=0,
-        data={"split": "class-disjoint"},
+        data={"split": "class-disjoint", "evaluator_fraction": 0.2},  # a tiny target: give it 80% of the private pool, the judge the rest
         target={"arch": "lenet", "train": {"epochs": 2}},
         evaluator={"arch": "eval-cnn", "train": {"epochs": 2}},
         access={"observe": None, "white_box": "full"},

@@ -1,7 +1,7 @@
 """PLG-MI on the class-disjoint MNIST protocol, with a briefly trained LeNet and a tiny GAN.
 
 The target and evaluator are those of tests/test_gmi_kedmi.py and tests/test_blackbox_attacks.py, so a test
-session trains them once; its LOMMA test trains this module's GAN too (same target, parameters and seed).
+session trains them once, and the LOMMA test there trains this module's GAN (same target, parameters and seed).
 """
 
 from pathlib import Path
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def config():
     return ExperimentConfig.model_validate(
         {
-            "data": {"source": "mnist5k", "split": "class-disjoint"},
+            "data": {"source": "mnist5k", "split": "class-disjoint", "evaluator_fraction": 0.2},  # as test_blackbox_attacks: shared cache keys
             "target": {"arch": "lenet", "train": {"epochs": 2}},
             "evaluator": {"arch": "eval-cnn", "train": {"epochs": 2}},
             "access": {"observe": None, "white_box": "full"},
