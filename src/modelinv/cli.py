@@ -204,6 +204,7 @@ def audit(
     evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", help="training epochs of the judge (default 20)"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
     from modelinv.experiment.audit import AuditConfig, audit_grid, load_params, read_mapping
@@ -232,7 +233,7 @@ def audit(
         },
     )
     grid = audit_grid(cfg)
-    rows = run_grid(grid, out, workers=1, command=command_line(), log=console.print)
+    rows = run_grid(grid, out, workers=1, threads=threads, command=command_line(), log=console.print)
     summary = summarize(cfg.model_dump(mode="json"), cfg.access, rows)
     (out / "audit.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(out, title=f"Model-inversion audit of {Path(cfg.model).name}", verdict=summary["verdict"], defense_ranking=summary["defenses"])
