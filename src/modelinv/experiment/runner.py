@@ -95,7 +95,7 @@ def train_model(
         train=model.train.model_dump(),
         defense=defense.training_spec() if defense else {},
     )
-    return train_or_fit(request, data, test=test, hooks=defense if defense and defense.training_spec() else None)
+    return train_or_fit(request, data, test=test, hooks=defense)  # the store uses hooks only when request.defense is set
 
 
 def cut_layer(cfg: ExperimentConfig, model: LayeredNet, needed: bool = False) -> str | None:
@@ -224,7 +224,8 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
     splits = setting.splits
     threat, layer = build_threat(cfg, setting.target, setting.defense)
     targets, labels, truth = attack_targets(cfg, attack, threat, splits)
-    reconstruction = attack(threat, targets, attacker_dataset(cfg, splits), seed=cfg.seed)
+    attacker = attacker_dataset(cfg, splits)
+    reconstruction = attack(threat, targets, attacker, seed=cfg.seed)
     start = time.perf_counter()
     inputs = MetricInputs(
         reconstructions=reconstruction.images,
@@ -233,7 +234,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         evaluator=setting.evaluator,
         private=splits.private_train,
         holdout=splits.private_test,
-        public=attacker_dataset(cfg, splits),
+        public=attacker,
         observations=targets.observations,
     )
     scores = compute(metric_names, inputs)
