@@ -50,7 +50,7 @@ def test_run_writes_results_and_is_reproducible(capsys, tmp_path):
     for key in ("target_test_acc", "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "dcor", "baselines", "threads"):
         assert key in first and first[key] == second[key], key
     # the trivial answers are scored with the same metrics; this (weak, 2-epoch) attack still beats the mean image
-    assert set(first["baselines"]) == {"blank", "mean-public", "shuffled-truth"} and first["psnr"] > first["baselines"]["mean-public"]["psnr"]
+    assert set(first["baselines"]) == {"blank", "mean-public", "class-mean-public", "shuffled-truth"} and first["psnr"] > first["baselines"]["mean-public"]["psnr"]
     assert first["seed"] == 1 and first["queries"] > 0 and "torch" in first["versions"]
     assert first["data_hashes"] == second["data_hashes"]
 
