@@ -3,6 +3,7 @@ and the query monitor. All load goes to loopback and is bounded in count."""
 
 import base64
 import io
+import json
 import pickle
 import threading
 
@@ -15,7 +16,6 @@ from helpers import assert_one_line_error, cli
 from modelinv.attacks import ATTACKS, Targets
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.oracle import RemoteOracle, Scores, ThreatModel
-from modelinv.serve import app as app_module
 from modelinv.serve.app import Served, create_app
 from modelinv.serve.background import BackgroundServer
 from modelinv.serve.decode import Limits, encode_npy
@@ -70,29 +70,11 @@ def clock():
     return FakeClock()
 
 
-def app_with_clock(served: Served, clock: FakeClock):
-    """`create_app(served)` with its rate limiter reading `clock` (create_app builds its Limiter on the real clock)."""
-    made: list[Limiter] = []
-
-    def limiter(*args, **kwargs) -> Limiter:
-        made.append(Limiter(*args, **{**kwargs, "clock": clock}))
-        return made[-1]
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(app_module, "Limiter", limiter)
-    try:
-        app = create_app(served)
-    finally:
-        patch.undo()
-    assert len(made) == 1, "create_app no longer builds its limiter from modelinv.serve.app.Limiter: give it the clock another way"
-    return app
-
-
 @pytest.fixture(scope="module")
 def url(small_lenet, mnist_splits, db, keys, clock):
     reference = mnist_splits.private_train
     served = Served(build_observer(small_lenet, "probs"), Limits(reference.input_shape, max_batch=512, max_body_bytes=4 * 2**20), KeyStore(db), QueryLog(db, FeatureStats.fit(small_lenet, reference)))
-    with BackgroundServer(app_with_clock(served, clock)) as address:
+    with BackgroundServer(create_app(served, clock=clock)) as address:
         yield address
     served.log.close()
 
@@ -127,7 +109,12 @@ def test_missing_wrong_and_revoked_keys_get_401_with_nothing_about_the_model(url
         response = post(url, key, body)
         assert response.status_code == 401
         assert response.json() == {"error": "missing, unknown or revoked API key", "code": "unauthorized"}
+        assert response.headers["www-authenticate"] == "Bearer"
+    basic = httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": f"Basic {keys['attacker']}"}, trust_env=False)
+    assert basic.status_code == 401 and basic.json()["code"] == "unauthorized" and basic.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{url}/v1/info", trust_env=False).status_code == 401
+    assert httpx.get(f"{url}/v1/alerts", trust_env=False).status_code == 401
+    assert "HTTPBearer" in httpx.get(f"{url}/openapi.json", trust_env=False).json()["components"]["securitySchemes"]
 
 
 def test_keys_are_stored_hashed_and_listed_without_tokens(db, keys, capsys):
@@ -135,7 +122,7 @@ def test_keys_are_stored_hashed_and_listed_without_tokens(db, keys, capsys):
     for token in keys.values():
         assert token.split("_", 2)[2].encode() not in raw
     code, out, _ = cli(capsys, "keys", "list", "--db", db, "--json")
-    listed = {k["name"]: k for k in __import__("json").loads(out)}
+    listed = {k["name"]: k for k in json.loads(out)}
     assert code == 0 and listed["limited"]["rate"] == 1.0 and listed["admin"]["admin"] and listed["revoked"]["revoked"]
     assert not any(token in out for token in keys.values())
 
@@ -146,7 +133,7 @@ def api_key(name="k", rate=None, burst=None, budget=None):
 
 def test_limiter_token_bucket_on_a_fake_clock():
     clock = FakeClock()
-    limiter = Limiter(lambda key_id: 0, clock=clock)
+    limiter = Limiter(clock=clock)
     key = api_key(rate=2.0, burst=3)
     assert [limiter.take_request(key) for _ in range(4)] == [True, True, True, False]  # the burst, then refused
     assert limiter.retry_after(key) == 0.5  # one token, at 2 per second
@@ -162,12 +149,22 @@ def test_limiter_token_bucket_on_a_fake_clock():
     assert all(limiter.take_request(unlimited) for _ in range(1000)) and limiter.retry_after(unlimited) == 0.0
 
 
-def test_limiter_budget_counts_inputs_answered_before_the_restart():
-    limiter = Limiter(lambda key_id: {"k": 4}.get(key_id, 0), clock=FakeClock())
-    key = api_key(budget=10)
-    assert limiter.charge(key, 5) and not limiter.charge(key, 2), "4 logged before, 5 now: 1 left"
-    assert limiter.charge(key, 1) and not limiter.charge(key, 1)
-    assert limiter.charge(api_key("free"), 10**9)
+def test_budget_is_charged_in_the_logging_transaction_and_holds_across_a_restart(tmp_path):
+    """A batch is logged and charged at once, or refused with nothing logged; a new log on the same file
+    (a restarted server) counts what the old one committed. Row times come from the log's clock."""
+    db = tmp_path / "budget.sqlite"
+    x, logits, emb = torch.rand(5, 1, 4, 4), torch.randn(5, 3), torch.randn(5, 8)
+    log = QueryLog(db, clock=lambda: 123.0)
+    assert log.record("k", x[:4], logits[:4], emb[:4], budget=10) and log.used("k") == 4
+    log.close()
+    log = QueryLog(db, clock=lambda: 456.0)  # restarted
+    assert log.record("k", x, logits, emb, budget=10) and log.used("k") == 9, "4 logged before, 5 now: 1 left"
+    assert not log.record("k", x[:2], logits[:2], emb[:2], budget=10) and log.used("k") == 9, "refused whole, nothing logged"
+    assert log.record("k", x[:1], logits[:1], emb[:1], budget=10) and not log.record("k", x[:1], logits[:1], emb[:1], budget=10)
+    assert log.record("free", x, logits, emb) and log.used("free") == 5
+    times = [t for (t,) in log.db.execute("SELECT time FROM queries WHERE key_id = 'k' ORDER BY rowid")]
+    log.close()
+    assert times == [123.0] * 4 + [456.0] * 6
 
 
 def test_rate_limit_and_budget_give_429(url, keys, clock, test_images):
@@ -188,13 +185,33 @@ def test_rate_limit_and_budget_give_429(url, keys, clock, test_images):
     assert post(url, keys["budgeted"], npy_body(test_images[:1])).status_code == 200, "what is left of the budget stays usable"
 
 
+def huge_header(image):
+    """A float32 .npy whose header declares 7.8e13 inputs of `image`'s shape while carrying one."""
+    buffer = io.BytesIO()
+    np.save(buffer, image)
+    shape = str(image.shape).encode()
+    return buffer.getvalue().replace(shape, b"(78000000000000" + shape[shape.index(b","):], 1)
+
+
+def nested(depth):
+    value = [0.5]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def bad_bodies(image):
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"x": 1}], dtype=object), allow_pickle=True)
     return {
         "not JSON": (b"{not json", 400, "not valid JSON"),
         "pickle": (pickle.dumps(image), 400, "not valid JSON"),
-        "object npy": ({"npy": base64.b64encode(buffer.getvalue()).decode()}, 400, "not a base64-encoded .npy"),
+        "object npy": ({"npy": base64.b64encode(buffer.getvalue()).decode()}, 400, "holds Python objects"),
+        "npy header of 7.8e13 elements": ({"npy": base64.b64encode(huge_header(image)).decode()}, 400, "declares shape (78000000000000, 1, 28, 28)"),
+        "npy shorter than its header": ({"npy": encode_npy(image)[:-8]}, 400, "(3136 bytes) but carries 3130 bytes"),
+        "5,000-digit integer": (b'{"inputs": [' + b"7" * 5000 + b"]}", 400, "too many digits"),
+        "lists nested 100,000 deep": (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
+        "lists nested 900 deep": ({"inputs": nested(900)}, 422, "nested too deeply"),
         "bad base64": ({"npy": "@@@"}, 400, "not a base64-encoded .npy"),
         "no inputs": ({"format": "json"}, 400, "exactly one of 'inputs' or 'npy'"),
         "wrong shape": (npy_body(image[:, :, :27]), 422, "must have shape (N, 1, 28, 28), not (1, 1, 27, 28)"),
@@ -230,6 +247,12 @@ def test_each_malformed_input_gets_a_4xx_one_line_reason_while_a_valid_client_ke
             response = post(url, keys["attacker"], body)
             assert response.status_code == status, name
             assert reason in response.json()["error"] and "\n" not in response.json()["error"], name
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            body = json.dumps(npy_body(test_images[:1]))
+            response = httpx.post(f"{url}/v1/predict", content=body, headers={"Authorization": f"Bearer {keys['attacker']}", "Content-Type": content_type}, trust_env=False)
+            assert response.status_code == 415 and "Content-Type must be application/json" in response.json()["error"], content_type
+        response = httpx.post(f"{url}/v1/predict", content=body, headers={"Authorization": f"Bearer {keys['attacker']}", "Content-Type": "application/json; charset=utf-8"}, trust_env=False)
+        assert response.status_code == 200
     finally:
         stop.set()
         worker.join(timeout=60)
@@ -296,6 +319,9 @@ def test_output_defense_is_applied_server_side_by_the_same_code_as_in_process(sm
         assert remote.defense.name == "round" and ThreatModel(observer=remote).describe() == "probs under round"
         x = torch.from_numpy(test_images[:20])
         assert torch.equal(remote(x), Scores(small_lenet, "probs", defense=build_defense("round", {"decimals": 1}))(x))
+        as_json = post(address, keys["attacker"], {"inputs": test_images[:20].tolist()}).json()["outputs"]
+        assert all(v == round(v, 1) for row in as_json for v in row), "rounded outputs are served as the decimal numbers (0.9, not 0.8999999761581421)"
+        assert np.array_equal(np.array(as_json, dtype=np.float32), remote(x).numpy())
     served.log.close()
 
 
@@ -350,6 +376,13 @@ def test_cli_errors_are_one_line(small_lenet, tmp_path, capsys):
     assert_one_line_error(code, err, "top-k needs a positive integer K")
     code, _, err = cli(capsys, "serve", "--model", checkpoint, "--defense", "round", "--defense-param", "decimal=2", "--db", tmp_path / "s.sqlite")
     assert_one_line_error(code, err, "unknown field 'defense.params.decimal'")
+    for flag, value, message in [("--port", "99999", "invalid '--port': must be 1 to 65535, not 99999"), ("--port", "0", "not 0"),
+                                 ("--max-batch", "0", "invalid '--max-batch'"), ("--max-body-mb", "-1", "invalid '--max-body-mb'"),
+                                 ("--max-body-mb", "nan", "invalid '--max-body-mb'"), ("--max-body-mb", "inf", "invalid '--max-body-mb'"),
+                                 ("--threads", "0", "invalid '--threads'")]:
+        code, _, err = cli(capsys, "serve", "--model", tmp_path / "missing", "--db", tmp_path / "flags.sqlite", flag, value)
+        assert_one_line_error(code, err, message)  # before the checkpoint is looked at
+    assert not (tmp_path / "flags.sqlite").exists()
     code, _, err = cli(capsys, "monitor", tmp_path / "none.sqlite")
     assert_one_line_error(code, err, "serving database not found")
     code, _, err = cli(capsys, "monitor", tmp_path / "s.sqlite", "--set", "volume.max_querie=5")

@@ -358,8 +358,18 @@ def serve(
     max_batch: int = typer.Option(512, "--max-batch", help="most inputs in one request"),
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="largest request body in MiB"),
     seed: int = typer.Option(0, "--seed", help="seed of the server's random numbers (noise defenses)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="predictions computed at once, one torch thread each (default: the available cores)"),
 ) -> None:
     """Serve a checkpoint over HTTP behind API keys, rate limits and a query monitor (needs the `serve` extra)."""
+    if not 1 <= port <= 65535:
+        raise ModelinvError(f"invalid '--port': must be 1 to 65535, not {port}")
+    if max_batch < 1:
+        raise ModelinvError(f"invalid '--max-batch': must be at least 1 input, not {max_batch}")
+    if not 0 < max_body_mb < float("inf") or int(max_body_mb * 2**20) < 1:
+        raise ModelinvError(f"invalid '--max-body-mb': must be a positive number of MiB (at least one byte), not {max_body_mb}")
+    if threads is not None and threads < 1:
+        raise ModelinvError(f"invalid '--threads': must be at least 1, not {threads}")
+    import torch
     import uvicorn
 
     from modelinv.seeding import seed_everything
@@ -367,6 +377,7 @@ def serve(
     from modelinv.serve.launch import load_served
 
     seed_everything(seed)
+    torch.set_num_threads(1)  # concurrency comes from the prediction threads, each computing on one core
     params = parse_assignments(defense_param or [], "--defense-param")
     served, summary = load_served(model, expose, db, defense, params, reference, max_batch, int(max_body_mb * 2**20))
     console.print(f"serving {summary['arch']} {summary['input_shape']} exposing {expose}" + (f" under {defense}" if defense else "") + f" on http://{host}:{port} (keys and log in {db})")
@@ -374,7 +385,7 @@ def serve(
         ref = summary["reference"]
         console.print(f"out-of-distribution statistics from {ref['source']} ({'the training data' if ref['is_training_data'] else 'not the exact training data'}, sha256 {ref['digest'][:12]})")
     try:
-        uvicorn.run(create_app(served), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(served, threads=threads), host=host, port=port, log_level="warning", access_log=False)
     finally:
         served.log.close()
 

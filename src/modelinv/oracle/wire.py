@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 
 class WireError(ValueError):
@@ -15,16 +17,34 @@ class WireError(ValueError):
 
 
 def encode_npy(array: np.ndarray) -> str:
+    """`array` as a base64 .npy string (no pickle)."""
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def decode_npy(text: object) -> np.ndarray:
-    """A base64 .npy string as an array; never unpickles."""
+    """A base64 .npy string as an array; never unpickles, and never allocates more than the payload
+    carries: a header whose shape and dtype do not match the bytes that follow it is refused before
+    any array is made (a header may declare 1e14 elements in a few bytes)."""
     if not isinstance(text, str):
         raise WireError("'npy' must be a base64 string")
     try:
-        return np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
-    except (binascii.Error, ValueError, OSError, EOFError):
+        stream = io.BytesIO(base64.b64decode(text, validate=True))
+        version = npy_format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise WireError(f"'npy' has unsupported .npy format version {version[0]}.{version[1]}")
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise WireError("'npy' holds Python objects; only numeric arrays are accepted")
+        declared = math.prod(shape) * dtype.itemsize
+        carried = len(stream.getbuffer()) - stream.tell()
+        if declared != carried:
+            raise WireError(f"'npy' declares shape {tuple(shape)} of {dtype} ({declared} bytes) but carries {carried} bytes")
+        stream.seek(0)
+        return np.load(stream, allow_pickle=False)
+    except WireError:
+        raise
+    except (binascii.Error, ValueError, OSError, EOFError, MemoryError):
         raise WireError("'npy' is not a base64-encoded .npy array") from None

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from modelinv.errors import ModelinvError
 from modelinv.oracle import wire
 from modelinv.oracle.wire import encode_npy
 
 
 class BadInput(Exception):
-    """A request the server refuses: `status` (400, 413 or 422) and a one-line `reason`."""
+    """A request the server refuses: `status` (400, 413, 415 or 422) and a one-line `reason`."""
 
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -35,6 +36,12 @@ class Limits:
     low: float = 0.0
     high: float = 1.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.max_batch, bool) or self.max_batch < 1:
+            raise ModelinvError(f"invalid max_batch: must be at least 1 input, not {self.max_batch}")
+        if isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1:
+            raise ModelinvError(f"invalid max_body_bytes: must be at least 1 byte, not {self.max_body_bytes}")
+
 
 def decode_npy(text: object) -> np.ndarray:
     """A base64 .npy string as an array (never unpickled), else BadInput 400."""
@@ -50,7 +57,7 @@ def _from_lists(inputs: object) -> np.ndarray:
     try:
         array = np.asarray(inputs)
     except ValueError:
-        raise BadInput(422, "'inputs' is ragged: every input must have the same shape") from None
+        raise BadInput(422, "'inputs' is ragged or nested too deeply: every input must have the same shape") from None
     if array.dtype.kind not in "iuf" or array.dtype == np.bool_:
         raise BadInput(422, "'inputs' must hold numbers only")
     return array.astype(np.float32)
@@ -62,8 +69,11 @@ def parse(body: bytes, limits: Limits) -> tuple[torch.Tensor, str]:
         raise BadInput(413, f"body of {len(body)} bytes exceeds the limit of {limits.max_body_bytes}")
     try:
         request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInput(400, "body is not valid JSON") from None
+    except RecursionError:
+        raise BadInput(400, "body is JSON nested too deeply") from None
+    except ValueError as err:  # not JSON, not UTF-8, or an integer past Python's digit limit
+        reason = "an integer in the body has too many digits" if "digits" in str(err) else "body is not valid JSON"
+        raise BadInput(400, reason) from None
     if not isinstance(request, dict) or set(request) - {"inputs", "npy", "format"} or ("inputs" in request) == ("npy" in request):
         raise BadInput(400, "body must be an object with exactly one of 'inputs' or 'npy' (and optionally 'format')")
     answer = request.get("format", "npy" if "npy" in request else "json")
@@ -92,7 +102,24 @@ def check(array: np.ndarray, limits: Limits) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def answer(output: torch.Tensor, form: str) -> dict:
-    """The response body: outputs as nested lists or as a base64 .npy (float32, or int64 labels)."""
+def check_content_type(value: str | None) -> None:
+    """A declared Content-Type must be JSON (`application/json` or `application/*+json`); an absent one is read as JSON."""
+    if value is None:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise BadInput(415, f"Content-Type must be application/json, not '{media[:60]}'")
+
+
+def answer(output: torch.Tensor, form: str, decimals: int | None = None) -> dict:
+    """The response body: outputs as nested lists or as a base64 .npy (float32, or int64 labels).
+
+    With `decimals` (outputs rounded server-side to that many places), JSON carries the rounded decimal
+    numbers (0.98), not the float32 nearest to them written out in full (0.9800000190734863); .npy
+    carries float32 bits either way."""
     array = output.detach().cpu().numpy()
-    return {"npy": encode_npy(array)} if form == "npy" else {"outputs": array.tolist()}
+    if form == "npy":
+        return {"npy": encode_npy(array)}
+    if decimals is not None and array.dtype.kind == "f":
+        return {"outputs": np.round(array.astype(np.float64), decimals).tolist()}
+    return {"outputs": array.tolist()}

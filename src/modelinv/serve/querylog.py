@@ -1,15 +1,21 @@
 """The query log: every answered input as one row (key, time, input digest and summary statistics,
 distance to the key's nearest earlier input, out-of-distribution score (above 1: out of distribution,
-modelinv.serve.ood), the model's label and confidence), written to the serving database by a
-background thread, one transaction per `commit_every` seconds."""
+modelinv.serve.ood), the model's label and confidence) in the serving database.
+
+A batch is committed, and the key's budget charged, in one transaction before its answer is sent: an
+answer the client receives is in the log, and a budget can never be overrun, whatever kills the server
+(the budget is the count of the key's logged inputs). The database runs in WAL mode with
+`synchronous=NORMAL`: a commit survives the process being killed (kill -9); a power loss may undo the
+last commits, which `PRAGMA synchronous=FULL` would prevent at the cost of one fsync per request.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,22 +25,26 @@ from modelinv.serve.ood import FeatureStats
 
 
 class QueryLog:
-    """Summarises and records queries; `window` earlier inputs per key are kept in memory to measure how
+    """Summarises and commits queries; `window` earlier inputs per key are kept in memory to measure how
     close each new input is to one the key already sent (the trace of gradient estimation and of
-    iterative refinement, which query small perturbations of one input)."""
+    iterative refinement, which query small perturbations of one input). Safe to call from several
+    threads: commits are serialised by a lock. `clock` gives the wall time written with each row."""
 
-    def __init__(self, path: Path, stats: FeatureStats | None = None, window: int = 256, commit_every: float = 0.2):
-        self.path, self.stats, self.window, self.commit_every = Path(path), stats, window, commit_every
+    def __init__(self, path: Path, stats: FeatureStats | None = None, window: int = 256, clock: Callable[[], float] = time.time):
+        self.path, self.stats, self.window, self.clock = Path(path), stats, window, clock
         self.db = connect(self.path)
+        self.db.isolation_level = None  # transactions are begun explicitly (BEGIN IMMEDIATE) in `record`
         if stats is not None:
             set_meta(self.db, "reference_digest", stats.digest)
         self.recent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.pending: queue.Queue = queue.Queue()
-        self.writer = threading.Thread(target=self._write, name="modelinv-querylog", daemon=True)
-        self.writer.start()
+        self.lock = threading.Lock()
 
     def used(self, key_id: str) -> int:
-        """Inputs answered for `key_id` by earlier runs of the server (this run's are counted by the limiter)."""
+        """Inputs answered for `key_id` over the key's lifetime, this run and earlier runs of the server."""
+        with self.lock:
+            return self._used(key_id)
+
+    def _used(self, key_id: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM queries WHERE key_id = ?", (key_id,)).fetchone()[0]
 
     def nearest(self, key_id: str, flat: np.ndarray) -> np.ndarray:
@@ -50,46 +60,36 @@ class QueryLog:
         near = dist.min(1, initial=np.inf)
         return np.where(np.isinf(near), np.nan, near)
 
-    def record(self, key_id: str, x: torch.Tensor, logits: torch.Tensor, emb: torch.Tensor) -> None:
-        """Queue one row per input of the batch `x`, with the model's `logits` and penultimate features `emb`."""
-        now = time.time()
+    def record(self, key_id: str, x: torch.Tensor, logits: torch.Tensor, emb: torch.Tensor, budget: int | None = None) -> bool:
+        """Commit one row per input of the batch `x`, with the model's `logits` and penultimate features `emb`,
+        charging the inputs to the key's lifetime `budget` in the same transaction. False, with nothing
+        logged, when the batch would exceed the budget; True once the rows are committed."""
         flat = x.flatten(1).numpy()
-        probs = logits.softmax(1)
+        confidence, labels = logits.softmax(1).max(1)
         ood = self.stats.score(flat, emb.numpy()).tolist() if self.stats is not None else [None] * len(flat)
-        near = [None if d != d else d for d in self.nearest(key_id, flat).tolist()]
         summary = np.stack([flat.mean(1), flat.std(1), flat.min(1), flat.max(1)], 1).tolist()
-        confidence, labels = probs.max(1)
+        digests = [hashlib.sha256(row.tobytes()).hexdigest()[:32] for row in flat]
         confidence, labels = confidence.tolist(), labels.tolist()
-        self.pending.put(
-            [
-                (key_id, now, hashlib.sha256(flat[i].tobytes()).hexdigest()[:32], *summary[i], ood[i], near[i], labels[i], confidence[i])
-                for i in range(len(flat))
-            ]
-        )
-
-    def flush(self) -> None:
-        """Wait until every queued row is in the database."""
-        self.pending.join()
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer charges the key meanwhile
+            try:
+                if budget is not None and self._used(key_id) + len(flat) > budget:
+                    self.db.execute("ROLLBACK")
+                    return False
+                near = [None if d != d else d for d in self.nearest(key_id, flat).tolist()]
+                now = self.clock()
+                self.db.executemany(
+                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(key_id, now, digests[i], *summary[i], ood[i], near[i], labels[i], confidence[i]) for i in range(len(flat))],
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return True
 
     def close(self) -> None:
-        self.flush()
-        self.pending.put(None)
-        self.writer.join(timeout=10)
-        self.db.close()
-
-    def _write(self) -> None:
-        db = connect(self.path)
-        while True:
-            batch = [self.pending.get()]
-            time.sleep(self.commit_every)  # gather what arrives meanwhile into one transaction
-            while not self.pending.empty():
-                batch.append(self.pending.get())
-            rows = [row for item in batch if item is not None for row in item]
-            if rows:
-                with db:
-                    db.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            for _ in batch:
-                self.pending.task_done()
-            if None in batch:
-                db.close()
-                return
+        """Close the database connection (every answered batch is already committed)."""
+        with self.lock:
+            self.db.close()
