@@ -98,6 +98,14 @@ def train_model(
     return train_or_fit(request, data, test=test, hooks=defense)  # the store uses hooks only when request.defense is set
 
 
+def weights_sha256(meta: dict[str, Any] | None) -> str | None:
+    """The SHA-256 of the weights file a trained or loaded model's metadata describes (provenance of a result row):
+    `sha256` (a user's file, a cached classifier), else the cache artifact's `weights_sha256` of its `model`."""
+    if meta is None:
+        return None
+    return meta.get("sha256") or (meta.get("weights_sha256") or {}).get("model")
+
+
 def cut_layer(cfg: ExperimentConfig, model: LayeredNet, needed: bool = False) -> str | None:
     """The cut layer the access (or a `needed` one, for a defense) uses: access.layer, else the model's split layer."""
     access = cfg.access
@@ -270,7 +278,8 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "checkpoints": {
             "target": setting.target_meta["path"],
             "evaluator": setting.evaluator_meta["path"] if setting.evaluator_meta is not None else None,
-            **({"target_sha256": setting.target_meta["sha256"]} if "sha256" in setting.target_meta else {}),
+            "target_sha256": weights_sha256(setting.target_meta),
+            "evaluator_sha256": weights_sha256(setting.evaluator_meta),
         },
         "versions": versions(),
         "threads": torch.get_num_threads(),
