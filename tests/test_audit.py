@@ -117,15 +117,15 @@ def test_torchscript_models_are_cut_at_their_sequential_children(tmp_path):
     torch.manual_seed(0)
     seq = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     torch.jit.script(seq).save(str(tmp_path / "seq.pt"))
-    net = load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 10, {})
+    net = load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 10, {}, trust_code=True)
     x = torch.rand(4, 1, 28, 28)
     assert net.cut_layers == ["0", "1", "2", "3"]
     assert torch.allclose(net(x), seq(x)) and torch.allclose(net.features(x, "2"), seq[:3](x))
     with pytest.raises(ModelinvError, match="returns shape \\(10,\\) per input; the data has 5 classes"):
-        load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 5, {})
+        load_user_model(tmp_path / "seq.pt", "torchscript", (1, 28, 28), 5, {}, trust_code=True)
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ModelinvError, match="not a TorchScript file"):
-        load_user_model(tmp_path / "junk.pt", "torchscript", (1, 28, 28), 10, {})
+        load_user_model(tmp_path / "junk.pt", "torchscript", (1, 28, 28), 10, {}, trust_code=True)
 
 
 def test_given_weights_refuse_training_defenses(user_lenet):

@@ -188,11 +188,28 @@ def demo(
     console.print(f"grids in {out}/runs/*/reconstructions.png; `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")
 
 
+def parse_normalize(text: Optional[str]) -> Optional[list]:
+    """--normalize MEAN,STD (each a number, or per channel a/b/c) as [mean, std]; 'none' or nothing: None."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    parts = text.split(",")
+    try:
+        values = [[float(v) for v in part.split("/")] for part in parts]
+    except ValueError:
+        values = []
+    if len(parts) != 2 or not all(values):
+        raise ModelinvError(f"invalid '--normalize': expected MEAN,STD (e.g. 0.5,0.5 or 0.485/0.456/0.406,0.229/0.224/0.225), not '{text}'")
+    return [v[0] if len(v) == 1 else v for v in values]
+
+
 @app.command()
 def audit(
-    model: Path = typer.Option(..., "--model", help="your trained model: safetensors weights of --arch, or a TorchScript file"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="registered architecture of the weights (see `modelinv list models`)"),
-    torchscript: bool = typer.Option(False, "--torchscript", help="the model file is TorchScript (instead of --arch)"),
+    model: Path = typer.Option(..., "--model", help="your trained model: safetensors weights of --arch, an ONNX file (m.onnx), or a TorchScript file (--torchscript)"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of the weights: a registered name (`modelinv list models`) or module:path.to.factory, your own class (keys and layers by module path)"),
+    torchscript: bool = typer.Option(False, "--torchscript", help="the model file is TorchScript (code: needs --trust-model-code)"),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="run a TorchScript model's code, in a confined worker process (see README: own models)"),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="MEAN,STD applied to the [0, 1] inputs before your model (per channel: 0.485/0.456/0.406,0.229/0.224/0.225)"),
+    expected_accuracy: Optional[float] = typer.Option(None, "--expected-accuracy", help="your model's known test accuracy: warn when the audit measures far less"),
     data: str = typer.Option(..., "--data", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
     access: str = typer.Option(..., "--access", help="what the attacker sees: features[:LAYER], probs, logits or label"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="label column of a csv: source"),
@@ -207,37 +224,33 @@ def audit(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
-    from modelinv.experiment.audit import AuditConfig, audit_grid, load_params, read_mapping
-    from modelinv.experiment.sweep import run_grid
-    from modelinv.models import evaluator_arch_for
-    from modelinv.models.user import TORCHSCRIPT
-    from modelinv.report.audit import summarize
-    from modelinv.report.html import write_report
-    from modelinv.validation import validate
+    from modelinv.api import audit_config, run_audit
+    from modelinv.experiment.audit import load_params, read_mapping
+    from modelinv.models.user import TORCHSCRIPT, is_factory, refuse_untrusted
 
-    if torchscript == (arch is not None):
-        raise ModelinvError("give exactly one of --arch NAME and --torchscript")
-    cfg = validate(
-        AuditConfig,
-        {
-            "model": str(model),
-            "arch": TORCHSCRIPT if torchscript else arch,
-            "data": {"source": data, "label_column": label_column, "tabular": read_mapping(tabular, "tabular schema file") if tabular else None},
-            "access": access,
-            "white_box": white_box,
-            "attacks": attack or None,
-            "params": load_params(params),
-            "num_targets": num_targets,
-            "seed": seed,
-            "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch or TORCHSCRIPT), "train": {"epochs": evaluator_epochs}},
-        },
+    onnx = arch is None and not torchscript and model.suffix.lower() == ".onnx"
+    if not onnx and torchscript == (arch is not None):
+        raise ModelinvError("give exactly one of --arch NAME and --torchscript (or an ONNX file, m.onnx)")
+    if torchscript and not trust_model_code:
+        refuse_untrusted(model, "a TorchScript file")
+    cfg = audit_config(
+        str(model.resolve()),
+        "onnx" if onnx else TORCHSCRIPT if torchscript else arch,
+        {"source": data, "label_column": label_column, "tabular": read_mapping(tabular, "tabular schema file") if tabular else None},
+        access,
+        trust_code=trust_model_code or is_factory(arch or ""),  # --arch module:factory on the command line is consent to import it
+        normalize=parse_normalize(normalize),
+        expected_accuracy=expected_accuracy,
+        white_box=white_box,
+        attacks=attack or None,
+        params=load_params(params),
+        num_targets=num_targets,
+        seed=seed,
+        evaluator_epochs=evaluator_epochs,
     )
-    grid = audit_grid(cfg)
-    rows = run_grid(grid, out, workers=1, threads=threads, command=command_line(), log=console.print)
-    summary = summarize(cfg.model_dump(mode="json"), cfg.access, rows)
-    (out / "audit.json").write_text(json.dumps(summary, indent=2, default=str))
-    write_report(out, title=f"Model-inversion audit of {Path(cfg.model).name}", verdict=summary["verdict"], defense_ranking=summary["defenses"])
-    for line in summary["verdict"]:
+    results = run_audit([cfg], out, threads=threads, command=command_line(), log=console.print)
+    summary = results.summaries[0]
+    for line in results.verdict + results.warnings:
         console.print(line)
     if summary["defenses"]:
         best = summary["defenses"][0]

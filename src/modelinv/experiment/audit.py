@@ -41,6 +41,7 @@ class AuditConfig(Strict):
     num_targets: int = Field(64, ge=1)
     per_class: int = Field(5, ge=1)
     evaluator: ModelConfig | None = Field(None, description="the judge; default: as in experiments")
+    target_options: dict[str, Any] = Field(default_factory=dict, description="more fields of the target: trust_code, normalize, expected_acc (ModelConfig)")
 
     def experiment(self, attack: str, defense: DefenseConfig | None = None) -> ExperimentConfig:
         observe, _, layer = self.access.partition(":")
@@ -49,7 +50,7 @@ class AuditConfig(Strict):
         return ExperimentConfig(
             seed=self.seed,
             data=self.data,
-            target={"arch": self.arch, "weights": self.model},
+            target={"arch": self.arch, "weights": self.model, **self.target_options},
             access={"observe": observe, "layer": layer or None, "white_box": self.white_box},
             attack={"name": attack, "params": self.params.get(attack, {})},
             defense=defense,

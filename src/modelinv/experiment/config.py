@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from modelinv.data.schema import TabularSchema
 from modelinv.errors import ModelinvError
@@ -36,10 +36,33 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: str = Field("lenet", description="a registered architecture, or 'torchscript' with `weights`")
+    arch: str = Field("lenet", description="a registered architecture; with `weights` also module:path.to.factory (your own class), 'onnx' or 'torchscript'")
     args: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    weights: str | None = Field(None, description="a trained model to load instead of training: safetensors of `arch`, or a TorchScript file")
+    weights: str | None = Field(None, description="a trained model to load instead of training: safetensors of `arch`, an ONNX or a TorchScript file")
+    trust_code: bool = Field(
+        False, description="with `weights`: run a TorchScript file (in a confined worker process) or import the module of a module:factory `arch`; refused otherwise"
+    )
+    normalize: tuple[float | list[float], float | list[float]] | None = Field(
+        None, description="with `weights`: (mean, std) applied to the [0, 1] inputs before the model (one value, or one per channel); default none, or a registered architecture's own"
+    )
+    expected_acc: float | None = Field(None, ge=0, le=1, description="with `weights`: the model's known test accuracy; an audit warns when it measures far less")
+
+    @model_validator(mode="after")
+    def _given_weights_only(self) -> "ModelConfig":
+        given = [name for name in ("normalize", "expected_acc") if getattr(self, name) is not None] + (["trust_code"] if self.trust_code else [])
+        if given and self.weights is None:
+            raise ValueError(f"{given[0]} applies to a given model (weights), not to one modelinv trains")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """The fields of a given model appear only when set, so configs without them keep their run ids."""
+        data = handler(self)
+        for name in ("trust_code", "normalize", "expected_acc"):
+            if data.get(name) in (None, False):
+                data.pop(name, None)
+        return data
 
 
 class AccessConfig(Strict):

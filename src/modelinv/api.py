@@ -1,0 +1,312 @@
+"""The Python API: audit or attack your own model from Python or a notebook, through the one pipeline.
+
+    import modelinv
+    results = modelinv.audit(my_net, data="mnist5k", access="features", layers=["features.3"], normalize=(0.5, 0.5), out="audit-out")
+    results.to_pandas()          # one row per run (needs pandas); results.rows without it
+    results.images()             # {run_id: {"originals", "reconstructions", "labels"}}
+    results.report               # audit-out/report.html
+
+`model` is a plain `nn.Module` (any class: cut layers are its module paths, read through forward hooks, no
+re-architecture), or a file: safetensors weights with `arch` (a registered name or `module:factory`), an
+ONNX file, or a TorchScript file (with `trust_code=True`, run confined: `models.contained`). An `nn.Module`
+is saved to `out/model.safetensors` with its own key names and loaded back from there by every run, so the
+results record the weights' SHA-256. Its runs are reproducible in this process; give `arch="module:factory"`
+(a class or function that builds it) to make each run's `config.yaml` reproducible anywhere with `modelinv run`.
+
+Both functions build ordinary experiment configs (`experiment.audit.AuditConfig`, `ExperimentConfig`) and run
+them with `experiment.sweep.run_grid` into `out`'s results store, exactly as `modelinv audit` and `modelinv
+run` do; the CLI's `audit` command is `audit_config` + `run_audit`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from modelinv.errors import ModelinvError
+from modelinv.experiment.audit import AuditConfig, audit_grid
+from modelinv.experiment.config import DefenseConfig, ExperimentConfig
+from modelinv.experiment.runner import load_splits
+from modelinv.experiment.sweep import run_grid
+from modelinv.models import evaluator_arch_for
+from modelinv.models.onnx_model import ONNX
+from modelinv.models.user import TORCHSCRIPT, describe, is_factory, load_user_model, net_normalize, normalisation_warnings, register_live
+from modelinv.report.audit import summarize
+from modelinv.report.html import write_report
+from modelinv.validation import validate
+
+SUMMARY_COLUMNS = ("run_id", "attack", "defense", "layer", "access", "seed", "target_test_acc", "psnr", "ssim", "attack_acc_top1", "knn_dist", "queries", "seconds")
+
+
+@dataclass
+class Results:
+    """What an audit or a run produced: result rows, the images of each run, the report, the verdict.
+
+    Example:
+        >>> results = modelinv.audit(net, data="mnist5k", access="probs")  # doctest: +SKIP
+        >>> results.to_pandas()[["attack", "defense", "ssim"]]  # doctest: +SKIP
+    """
+
+    rows: list[dict[str, Any]]
+    out: Path
+    report: Path | None = None
+    verdict: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The rows as flat records (a pandas-compatible list of dicts): `columns`, default the main ones present."""
+        chosen = columns or tuple(c for c in SUMMARY_COLUMNS if any(c in row for row in self.rows))
+        return [{c: row.get(c) for c in chosen} for row in self.rows]
+
+    def to_pandas(self, columns: tuple[str, ...] | None = None):
+        """The rows as a pandas DataFrame (`columns` as in `table`); needs pandas."""
+        try:
+            import pandas
+        except ImportError:
+            raise ModelinvError("to_pandas needs pandas (pip install pandas); Results.table() gives the same records as a list of dicts") from None
+        return pandas.DataFrame(self.table(columns))
+
+    def images(self, run_id: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """Each run's tensors (`reconstructions`, `labels`, `originals` when known), read from its run directory.
+
+        Shape: reconstructions and originals (N, C, H, W) in [0, 1], labels (N,).
+        """
+        chosen = [r for r in self.rows if run_id is None or r["run_id"] == run_id]
+        return {r["run_id"]: load_file(str(Path(r["artifacts"]) / "reconstructions.safetensors")) for r in chosen if r.get("artifacts")}
+
+    def __repr__(self) -> str:
+        lines = [f"Results: {len(self.rows)} runs in {self.out}" + (f", report {self.report}" if self.report else "")]
+        lines += [f"  {line}" for line in self.warnings + self.verdict]
+        return "\n".join(lines)
+
+
+def check_output_dir(out: Path, what: str) -> None:
+    """Create `out` (and check it takes files) before any work, so a bad path never costs a finished experiment."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".modelinv-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ModelinvError(f"{what} {out} is not a writable directory: {err.strerror or err}") from None
+
+
+def _save_module(model: nn.Module, out: Path) -> Path:
+    """`model`'s weights, with its own key names, as out/model.safetensors (shared tensors stored once each)."""
+    path = out / "model.safetensors"
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / ".model.safetensors.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def target_of(model: nn.Module | str | Path, out: Path, arch: str | None, trust_code: bool) -> tuple[str, str, bool]:
+    """(weights path, arch, trust_code) of the model an API call names: a module is saved under `out`."""
+    if isinstance(model, nn.Module):
+        out.mkdir(parents=True, exist_ok=True)
+        path = _save_module(model, out)
+        if arch is not None and not is_factory(arch):
+            raise ModelinvError(f"arch for an nn.Module must be module:path.to.factory (your class), not '{arch}'")
+        return str(path.resolve()), arch or register_live(model), trust_code or arch is not None
+    path = Path(model)
+    if arch is None:
+        suffix = path.suffix.lower()
+        arch = ONNX if suffix == ".onnx" else TORCHSCRIPT if suffix in (".pt", ".pth", ".ts", ".jit") else None
+        if arch is None:
+            raise ModelinvError(f"give arch= for weights file {path} (a registered architecture or module:factory)")
+    return str(path.resolve()), arch, trust_code or is_factory(arch)  # naming your factory in code is consent to import it
+
+
+def audit_config(
+    model_path: str,
+    arch: str,
+    data: str | dict[str, Any],
+    access: str,
+    *,
+    trust_code: bool = False,
+    normalize: Any = None,
+    expected_accuracy: float | None = None,
+    white_box: str = "none",
+    attacks: list[str] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    num_targets: int = 64,
+    seed: int = 0,
+    evaluator_epochs: int | None = None,
+) -> AuditConfig:
+    """The validated audit config of a model file (what `modelinv audit` builds from its flags).
+
+    Example:
+        >>> cfg = audit_config("lenet.safetensors", "lenet", "mnist5k", "features:relu2")  # doctest: +SKIP
+    """
+    options = {k: v for k, v in (("trust_code", trust_code), ("normalize", normalize), ("expected_acc", expected_accuracy)) if v not in (None, False)}
+    return validate(
+        AuditConfig,
+        {
+            "model": str(model_path),
+            "arch": arch,
+            "data": {"source": data} if isinstance(data, str) else data,
+            "access": access,
+            "white_box": white_box,
+            "attacks": attacks or None,
+            "params": params or {},
+            "num_targets": num_targets,
+            "seed": seed,
+            "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch), "train": {"epochs": evaluator_epochs}},
+            "target_options": options,
+        },
+    )
+
+
+def model_lines(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """The report's first line (the model, its input normalisation, its measured accuracy) and the warnings
+    when that accuracy looks wrong (far below the expected one, or near chance), naming the likely cause."""
+    target = cfg.target
+    splits = load_splits(cfg.data, cfg.seed)
+    data = splits.private_test
+    net = load_user_model(Path(target.weights), target.arch, data.input_shape, data.num_classes, target.args, trust_code=target.trust_code, normalize=target.normalize)
+    try:
+        undefended = [r for r in rows if not r.get("defense")]
+        accuracy = undefended[0]["target_test_acc"] if undefended else rows[0]["target_test_acc"]
+        line = (
+            f"Model under audit: {Path(target.weights).name} ({target.arch}), input normalisation {describe(net_normalize(net))}, "
+            f"accuracy {accuracy:.3g} on the audit data's private test split" + (f" (expected {target.expected_acc:.3g})" if target.expected_acc is not None else "")
+        )
+        if net.spec.get("contained"):
+            line += f"; run contained: {', '.join(net.spec['contained'])}"
+        return [line, *normalisation_warnings(net, data, accuracy, target.expected_acc)]
+    finally:
+        if hasattr(net, "close"):
+            net.close()
+
+
+def run_audit(configs: list[AuditConfig], out: Path, threads: int | None = None, command: str = "", log: Callable[[str], None] = lambda line: None) -> Results:
+    """Run audits (one per access, e.g. one per cut layer) into `out` as one grid; write audit.json and report.html.
+
+    Example:
+        >>> results = run_audit([audit_config("m.onnx", "onnx", "mnist5k", "probs")], Path("audit-out"))  # doctest: +SKIP
+    """
+    out = Path(out)
+    check_output_dir(out, "output directory")
+    grids = [audit_grid(cfg) for cfg in configs]
+    rows = run_grid([c for grid in grids for c in grid], out, workers=1, threads=threads, command=command, log=log)
+    by_id = {r["run_id"]: r for r in rows}
+    summaries, verdict = [], []
+    start = 0
+    for cfg, grid in zip(configs, grids):
+        own = rows[start : start + len(grid)]
+        start += len(grid)
+        summary = summarize(cfg.model_dump(mode="json"), cfg.access, own)
+        summaries.append(summary)
+        verdict += [f"{cfg.access}: {line}" if len(configs) > 1 else line for line in summary["verdict"]]
+    first = grids[0][0] if grids and grids[0] else None
+    head = model_lines(first, rows) if first is not None and rows else []
+    warnings = [line for line in head if line.startswith("Warning")]
+    payload = summaries[0] if len(summaries) == 1 else {"audits": summaries}
+    (out / "audit.json").write_text(json.dumps({**payload, "model": head[:1], "warnings": warnings}, indent=2, default=str))
+    ranking = [d for s in summaries for d in s["defenses"]]
+    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict, defense_ranking=ranking)
+    return Results(rows=[by_id[r["run_id"]] for r in rows], out=out, report=report, verdict=head[:1] + verdict, warnings=warnings, summaries=summaries)
+
+
+def audit(
+    model: nn.Module | str | Path,
+    data: str | dict[str, Any] = "mnist5k",
+    access: str = "probs",
+    layers: list[str] | None = None,
+    normalize: Any = None,
+    out: str | Path = "audit-out",
+    *,
+    arch: str | None = None,
+    trust_code: bool = False,
+    expected_accuracy: float | None = None,
+    white_box: str = "none",
+    attacks: list[str] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    num_targets: int = 64,
+    seed: int = 0,
+    evaluator_epochs: int | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Results:
+    """Audit any model: every attack the access allows, at each of `layers`, against trivial baselines and output defenses.
+
+    `access` is what the attacker sees: "features" (then `layers` names the cut layers by module path, one
+    audit each), "features:LAYER", "probs", "logits" or "label"; `white_box` what it also knows ("client",
+    "server", "full"). `normalize=(mean, std)` is applied to the [0, 1] data before the model (None: as
+    they are); it is shown in the report with the measured accuracy, and a warning names it when the
+    accuracy is far below `expected_accuracy` or another common normalisation does much better.
+
+    Shape: the model takes (N, C, H, W) images in [0, 1] (after `normalize`) and returns (N, classes) logits.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 8, 5), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 24 * 24, 10))  # doctest: +SKIP
+        >>> results = modelinv.audit(net, data="mnist5k", access="features", layers=["1"], out="audit-out")  # doctest: +SKIP
+        >>> results.to_pandas()  # doctest: +SKIP
+    """
+    out = Path(out)
+    observe, _, layer = access.partition(":")
+    if layers and (observe != "features" or layer):
+        raise ModelinvError(f"layers= applies to access='features' (one audit per layer), not '{access}'")
+    if observe == "features" and not layer and not layers:
+        raise ModelinvError("access='features' needs the cut layers: layers=['module.path', ...] (or access='features:LAYER')")
+    accesses = [f"features:{name}" for name in layers] if layers else [access]
+    check_output_dir(out, "output directory (out)")
+    path, arch, trust = target_of(model, out, arch, trust_code)
+    configs = [
+        audit_config(
+            path, arch, data, a, trust_code=trust, normalize=normalize, expected_accuracy=expected_accuracy, white_box=white_box,
+            attacks=attacks, params=params, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs,
+        )
+        for a in accesses
+    ]
+    return run_audit(configs, out, threads=threads, command="modelinv.audit(...)", log=log)
+
+
+def run(
+    model: nn.Module | str | Path,
+    attack: str,
+    data: str | dict[str, Any] = "mnist5k",
+    access: str = "probs",
+    normalize: Any = None,
+    out: str | Path = "run-out",
+    *,
+    arch: str | None = None,
+    trust_code: bool = False,
+    white_box: str = "none",
+    params: dict[str, Any] | None = None,
+    defense: dict[str, Any] | None = None,
+    num_targets: int = 64,
+    seed: int = 0,
+    evaluator_epochs: int | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Results:
+    """One attack on any model (a grid of one, as `modelinv run`): its result row, images and report.
+
+    `access` is "features:LAYER" (a module path of the model), "probs", "logits" or "label"; `defense` an
+    output defense as {"name": ..., "params": {...}}.
+
+    Shape: as `audit`.
+
+    Example:
+        >>> results = modelinv.run(net, "rmle", access="features:features.3", white_box="client", normalize=(0.5, 0.5))  # doctest: +SKIP
+        >>> results.rows[0]["ssim"]  # doctest: +SKIP
+    """
+    out = Path(out)
+    check_output_dir(out, "output directory (out)")
+    path, arch, trust = target_of(model, out, arch, trust_code)
+    cfg = audit_config(path, arch, data, access, trust_code=trust, normalize=normalize, white_box=white_box, params={attack: params or {}}, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs)
+    experiment = cfg.experiment(attack, validate(DefenseConfig, defense) if defense else None)
+    rows = run_grid([experiment], out, workers=1, threads=threads, command="modelinv.run(...)", log=log)
+    head = model_lines(experiment, rows)
+    report = write_report(out, title=f"modelinv run of {Path(path).name}", verdict=head)
+    return Results(rows=rows, out=out, report=report, verdict=head[:1], warnings=[line for line in head if line.startswith("Warning")])
