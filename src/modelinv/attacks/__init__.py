@@ -3,10 +3,26 @@
 The registered attacks never import each other; what they share lives in the modules beside them: `base`
 (the interface), `registry`, `goals` (how each goal is measured), `generative` (the white-box GAN attacks),
 `blackbox` (the black-box GAN attacks), `lomma`, `attribute` (attribute inference), `feature_inversion`
-(rMLE's optimisation) and `priors` (total variation, blur).
+(rMLE's optimisation), `priors` (total variation, blur) and `text` (the text attacks' inputs).
 """
 
-from modelinv.attacks import brep_mi, fredrikson_attr, gmi, inverse_attr, inverse_net, kedmi, mi_face, mirror_bb, plg_mi, rlb_mi, rmle, shadow  # noqa: F401  (registration)
+from modelinv.attacks import (  # noqa: F401  (registration)
+    bow_inversion,
+    brep_mi,
+    canary_exposure,
+    fredrikson_attr,
+    gmi,
+    inverse_attr,
+    inverse_net,
+    kedmi,
+    mi_face,
+    mirror_bb,
+    plg_mi,
+    rlb_mi,
+    rmle,
+    shadow,
+    text_attribute,
+)
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 

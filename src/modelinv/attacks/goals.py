@@ -8,6 +8,12 @@ report and leaderboard all read this table.
   knn_ratio (realism relative to real held-out images; judge accuracy alone rewards adversarial noise).
 - attribute: complete private records whose sensitive column is hidden (Fredrikson et al. 2014).
   Headline the advantage over the most common value.
+- bag-of-words: recover the set of content words of embedded texts (Song & Raghunathan, CCS 2020). Headline
+  the mean per-text F1; the recall of sensitive words (names, diagnoses) beside it.
+- text-attribute: infer a sensitive attribute of embedded texts among candidates (Song & Raghunathan, sec. 5).
+  Headline the top-1 advantage over the attacker's most common value.
+- memorization: exposure of canaries inserted in a language model's training text (Carlini et al., USENIX
+  Security 2019). Headline the exposure (bits) of the canaries inserted most often.
 """
 
 from __future__ import annotations
@@ -49,6 +55,24 @@ GOALS: dict[str, Goal] = {
             ("attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage"),
             ("attr_advantage", "attr_acc"),
             "infer a hidden sensitive column of private records",
+        ),
+        Goal(
+            "bag-of-words",
+            ("bow_precision", "bow_recall", "bow_f1", "bow_sensitive_recall"),
+            ("bow_f1", "bow_sensitive_recall"),
+            "recover the words of embedded texts",
+        ),
+        Goal(
+            "text-attribute",
+            ("cand_top1", "cand_top5", "cand_advantage"),
+            ("cand_advantage", "cand_top1"),
+            "infer a sensitive attribute of embedded texts among candidates",
+        ),
+        Goal(
+            "memorization",
+            ("exposure", "exposure_inserted"),
+            ("exposure", "exposure_inserted"),
+            "measure how much a language model memorised inserted secrets",
         ),
     )
 }

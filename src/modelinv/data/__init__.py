@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from modelinv.data import planted  # noqa: F401  (registration)
+from modelinv.data import planted, text  # noqa: F401  (registration)
 from modelinv.data.bundled import DATASETS
 from modelinv.data.files import FILE_SOURCES
 from modelinv.data.splits import SPLITS, make_splits

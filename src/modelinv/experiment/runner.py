@@ -21,6 +21,7 @@ from modelinv.data.types import Dataset, ImageDataset, Splits, TabularDataset
 from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
+from modelinv.experiment.text import is_text, run_text_experiment
 from modelinv.images import save_class_grid, save_grid
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.models import build_model, evaluator_arch_for
@@ -81,7 +82,7 @@ def train_model(
                 f"defense '{defense.name}' changes how the {role} is trained; it cannot apply to given weights ({role}.weights)"
                 + (": set defense.params.train to false" if "train" in type(defense.params).model_fields else "")
             )
-        net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args, trust_code=model.trust_code, normalize=model.normalize)
+        net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args)
         meta = {"path": str(model.weights), "sha256": file_digest(Path(model.weights)), "cached": True, "metrics": {"test_acc": accuracy(net, test)}}
         return net, meta
     request = ModelRequest(
@@ -127,7 +128,7 @@ def make_defense(cfg: ExperimentConfig, data: Dataset) -> Defense | None:
     layer = None
     if DEFENSES.get(cfg.defense.name).needs_layer:
         if cfg.target.weights is not None:
-            skeleton = load_user_model(Path(cfg.target.weights), cfg.target.arch, data.input_shape, data.num_classes, cfg.target.args, trust_code=cfg.target.trust_code, normalize=cfg.target.normalize)
+            skeleton = load_user_model(Path(cfg.target.weights), cfg.target.arch, data.input_shape, data.num_classes, cfg.target.args)
         else:
             skeleton = build_model(cfg.target.arch, data.input_shape, data.num_classes, **cfg.target.args)
         layer = cut_layer(cfg, skeleton, needed=True)
@@ -227,6 +228,8 @@ def attack_targets(cfg: ExperimentConfig, attack: Attack, threat: ThreatModel, s
 def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the configured attack; return the result row and the images (originals if known, reconstructions)."""
     attack, metric_names = check_names(cfg)
+    if is_text(cfg):  # text targets (modelinv.text): their own data, oracle and trivial answers
+        return run_text_experiment(cfg, attack, metric_names)
     setting = setting or prepare(cfg)
     seed_everything(cfg.seed)
     splits = setting.splits

@@ -13,8 +13,11 @@ from typing import Any
 from modelinv.metrics import (  # noqa: F401  (registration)
     attack_accuracy,
     attribute,
+    bow,
+    candidates,
     dcor,
     dcor_observation,
+    exposure,
     fid_eval,
     knn_dist,
     knn_ratio,

@@ -1,0 +1,184 @@
+"""Run one experiment on a text target (modelinv.text): the runner's branch for text, same config, same row.
+
+The data are text sources (modelinv.data.text): the private texts are cut into training and test parts and the
+attacker's (`same-distribution`: other people's records; `cross-domain`: `data.public_source`, e.g. pydocs). The
+target (`target.arch` one of TEXT_TARGETS) is trained on the private training texts or loaded; its public
+tokeniser turns the attacker's texts into queries. By goal:
+
+- bag-of-words, text-attribute: the victims are `num_targets` private test texts; the attacker intercepts their
+  sentence embeddings (access.observe: features), perturbed by an output defense if configured;
+- memorization: the targets are the target's canaries (inserted and never-inserted), the oracle its logits.
+
+Every run is scored against trivial answers stored in the row's `baselines`: the attacker's most frequent words
+(bag-of-words), the attacker's label prior (text-attribute), and the never-inserted canaries (memorization).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import torch
+
+from modelinv.attacks import Attack, Targets
+from modelinv.data import load
+from modelinv.data.text import TextDataset, content_words, text_splits
+from modelinv.defenses import OutputDefense, build_defense
+from modelinv.errors import AccessDenied, ModelinvError
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.metrics import MetricInputs, compute
+from modelinv.oracle import Features, Scores, ThreatModel
+from modelinv.seeding import seed_everything
+from modelinv.text import TEXT_TARGETS, TextTarget, build_text_target
+from modelinv.text.encoder import EMBEDDING
+from modelinv.versions import versions
+
+TEXT_GOALS = ("bag-of-words", "text-attribute", "memorization")
+EXAMPLES = 8
+"""Attacked texts shown in the row (attack_details.examples): original beside what was recovered."""
+
+
+def is_text(cfg: ExperimentConfig) -> bool:
+    """Whether `cfg` runs on a text target."""
+    return cfg.target.arch in TEXT_TARGETS
+
+
+def text_threat(cfg: ExperimentConfig, target: TextTarget) -> ThreatModel:
+    """The oracle over a text target: its sentence embeddings (Features) or next-token logits (Scores)."""
+    access = cfg.access
+    if access.white_box != "none" or access.endpoint is not None:
+        raise ModelinvError("text targets are attacked through local observations only: set access.white_box to none, no endpoint")
+    defense = None
+    if cfg.defense is not None:
+        defense = build_defense(cfg.defense.name, cfg.defense.params, EMBEDDING if target.releases == "features" else None)
+        if not isinstance(defense, OutputDefense):
+            raise ModelinvError(f"defense '{cfg.defense.name}' changes training; text targets take output defenses only (noise, rounding) so far")
+    if access.observe != target.releases:
+        raise AccessDenied(f"target '{cfg.target.arch}' releases {target.releases}: set access.observe to {target.releases}, not {access.observe}")
+    if target.releases == "features":
+        return ThreatModel(observer=Features(target.model, access.layer or EMBEDDING, budget=access.query_budget, defense=defense))
+    return ThreatModel(observer=Scores(target.model, "logits", budget=access.query_budget, defense=defense))
+
+
+def most_frequent_words(public: TextDataset) -> list[str]:
+    """The k content words in most attacker texts, k = the mean number of content words of an attacker text."""
+    bags = [content_words(t) for t in public.texts]
+    counts = Counter(w for b in bags for w in b)
+    k = round(sum(len(b) for b in bags) / max(len(bags), 1))
+    return sorted(counts, key=lambda w: (-counts[w], w))[:k]
+
+
+def word_matrices(predicted: list[list[str]], victims: TextDataset) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Indicator matrices over the union vocabulary: predicted (N, V) 0/1, truth (N, V) 0/1/2 (2: sensitive word)."""
+    truths = [content_words(t) for t in victims.texts]
+    vocab = sorted(set().union(*truths, *map(set, predicted)))
+    index = {w: j for j, w in enumerate(vocab)}
+    pred, truth = torch.zeros(len(truths), len(vocab)), torch.zeros(len(truths), len(vocab))
+    for i, (words, true) in enumerate(zip(predicted, truths)):
+        pred[i, [index[w] for w in words]] = 1.0
+        truth[i, [index[w] for w in true]] = 1.0
+        if victims.sensitive:
+            truth[i, [index[w] for w in victims.sensitive[i] if w in index]] = 2.0
+    return pred, truth, vocab
+
+
+def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: list[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Run the configured attack on a text target; return the result row and the tensors to store."""
+    if attack.goal not in TEXT_GOALS:
+        raise ModelinvError(f"attack '{cfg.attack.name}' ({attack.goal}) does not apply to text target '{cfg.target.arch}'; text attacks: goals {', '.join(TEXT_GOALS)}")
+    if cfg.attacker_data != "public":
+        raise ModelinvError(f"text attacks use the attacker's public texts: attacker_data must be 'public', not '{cfg.attacker_data}'")
+    d = cfg.data
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    if d.public_source is not None and d.split != "cross-domain":
+        raise ModelinvError(f"data.public_source is only used by the cross-domain split, not '{d.split}'")
+    if d.split == "class-disjoint":
+        raise ModelinvError("text data is split same-distribution or cross-domain, not class-disjoint")
+    if d.split == "cross-domain" and d.public_source is None:
+        raise ModelinvError("the cross-domain split needs data.public_source, the attacker's texts (e.g. pydocs)")
+    data = load(d.source)
+    public = load(d.public_source) if d.public_source else None
+    splits = text_splits(data, seed=cfg.seed, public=public, test_fraction=d.test_fraction, public_fraction=d.public_fraction)
+    timings["data"] = time.perf_counter() - start
+    start = time.perf_counter()
+    target = build_text_target(cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed)
+    timings["target"] = time.perf_counter() - start
+    seed_everything(cfg.seed)
+    threat = text_threat(cfg, target)
+    attacker = splits.public.tokenized(target.tokenizer)
+    examples: list[dict[str, Any]] = []
+    if attack.goal == "memorization":
+        if not target.canaries:
+            raise ModelinvError(f"attack '{cfg.attack.name}' measures canaries inserted in training: target '{cfg.target.arch}' has none (use char-lm)")
+        labels = torch.tensor([c.repetitions for c in target.canaries])
+        targets = Targets(records=target.tokenizer.encode([c.text for c in target.canaries]), classes=labels)
+        victims = None
+    else:
+        if attack.goal == "text-attribute" and attacker.classes != splits.private_test.classes:
+            raise ModelinvError(f"attack '{cfg.attack.name}' needs attacker texts labelled like the private ones ({d.source}): use the same-distribution split")
+        pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
+        victims = splits.private_test.subset(pick.sort().values).tokenized(target.tokenizer)
+        labels = victims.y
+        targets = Targets(observations=threat.observer.intercept(victims.x), classes=labels)
+    reconstruction = attack(threat, targets, attacker, seed=cfg.seed)
+    start = time.perf_counter()
+    meta = dict(reconstruction.meta)
+    answers: dict[str, MetricInputs] = {}
+    if attack.goal == "bag-of-words":
+        predicted = meta.pop("words")
+        frequent = most_frequent_words(attacker)
+        pred, truth, vocab = word_matrices([*predicted, *[frequent] * len(predicted)], victims.subset(torch.arange(len(victims)).repeat(2)))
+        n = len(predicted)
+        inputs = MetricInputs(reconstructions=pred[:n], labels=labels, truth=truth[:n], public=attacker)
+        answers["most-frequent-words"] = MetricInputs(reconstructions=pred[n:], labels=labels, truth=truth[:n], public=attacker)
+        examples = [{"original": t, "recovered": w, "sensitive": list(s)} for t, w, s in zip(victims.texts, predicted, victims.sensitive or [()] * n)][:EXAMPLES]
+        stored = pred[:n]
+    elif attack.goal == "text-attribute":
+        inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels, public=attacker)
+        prior = torch.bincount(attacker.y, minlength=attacker.num_classes).float() / len(attacker)
+        answers["prior"] = MetricInputs(reconstructions=prior.expand(len(labels), -1).clone(), labels=labels, public=attacker)
+        guesses = reconstruction.images.argmax(1).tolist()
+        examples = [{"original": t, "true": victims.classes[y], "guessed": victims.classes[g]} for t, y, g in zip(victims.texts, labels.tolist(), guesses)][:EXAMPLES]
+        stored = reconstruction.images
+    else:
+        inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels)
+        never = labels == 0
+        if bool(never.any()):
+            answers["never-inserted"] = MetricInputs(reconstructions=reconstruction.images[never], labels=labels[never])
+        examples = [{"canary": c.text, "repetitions": c.repetitions, "exposure": float(e)} for c, e in zip(target.canaries, reconstruction.images)]
+        stored = reconstruction.images
+    scores = compute(metric_names, inputs)
+    baselines = {name: compute(metric_names, answer) for name, answer in answers.items()}
+    row: dict[str, Any] = {
+        "attack": cfg.attack.name,
+        "goal": attack.goal,
+        "model": cfg.target.arch,
+        "layer": EMBEDDING if target.releases == "features" else None,
+        "access": threat.describe(),
+        **({"defense": None, "defense_params": None} if cfg.defense is None else {"defense": cfg.defense.name, "defense_params": build_defense(cfg.defense.name, cfg.defense.params).params.model_dump()}),
+        "data": d.source,
+        "split": splits.kind,
+        "attacker_data": cfg.attacker_data,
+        "seed": cfg.seed,
+        "num_targets": len(labels),
+        "target_test_acc": target.meta["metrics"].get("test_acc"),
+        "evaluator_test_acc": None,
+        **scores,
+        "baselines": baselines,
+        "queries": meta.pop("queries"),
+        "gradients": meta.pop("gradients"),
+        "seconds": meta.pop("seconds"),
+        "attack_details": {**meta, "examples": examples},
+        "timings": {**timings, "metrics": time.perf_counter() - start},
+        "data_hashes": splits.digests(),
+        "checkpoints": {"target": target.meta["path"], "evaluator": None},
+        "versions": versions(),
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
+    images = {"reconstructions": stored.float().contiguous(), "labels": labels}
+    if attack.goal == "bag-of-words":
+        images["truth"] = truth[: len(labels)]
+    return row, images
