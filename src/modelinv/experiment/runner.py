@@ -82,7 +82,7 @@ def train_model(
                 f"defense '{defense.name}' changes how the {role} is trained; it cannot apply to given weights ({role}.weights)"
                 + (": set defense.params.train to false" if "train" in type(defense.params).model_fields else "")
             )
-        net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args)
+        net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args, trust_code=model.trust_code, normalize=model.normalize)
         meta = {"path": str(model.weights), "sha256": file_digest(Path(model.weights)), "cached": True, "metrics": {"test_acc": accuracy(net, test)}}
         return net, meta
     request = ModelRequest(
@@ -128,7 +128,7 @@ def make_defense(cfg: ExperimentConfig, data: Dataset) -> Defense | None:
     layer = None
     if DEFENSES.get(cfg.defense.name).needs_layer:
         if cfg.target.weights is not None:
-            skeleton = load_user_model(Path(cfg.target.weights), cfg.target.arch, data.input_shape, data.num_classes, cfg.target.args)
+            skeleton = load_user_model(Path(cfg.target.weights), cfg.target.arch, data.input_shape, data.num_classes, cfg.target.args, trust_code=cfg.target.trust_code, normalize=cfg.target.normalize)
         else:
             skeleton = build_model(cfg.target.arch, data.input_shape, data.num_classes, **cfg.target.args)
         layer = cut_layer(cfg, skeleton, needed=True)
