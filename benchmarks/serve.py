@@ -1,34 +1,40 @@
-"""`modelinv serve` under load, and its query monitor against attack and benign traffic, on loopback:
+"""`modelinv serve` under load, attacked over HTTP through the one runner, and its query monitor, on loopback:
 
-    python benchmarks/serve.py                       # about 2 min on 2 cores after the LeNet is cached
-    python benchmarks/serve.py --seconds 2 --out /tmp/serve.md   # a shorter check of the script
+    python benchmarks/serve.py            # seeds 0-2, 3 repetitions of 8 s per load level: about 10 min on 2 cores
+    python benchmarks/serve.py --quick    # seed 0, 3 repetitions of 2 s, fewer keys: checks that it runs
+    python benchmarks/serve.py --render   # rewrite the Markdown from the stored runs and load measurements
 
-- Load: the LeNet target (mnist5k, trained through the store and cached) served by `modelinv serve` in
-  its own process, exposing probabilities; 1, 8 and 32 concurrent clients (threads with keep-alive
-  connections) each send one held-out test image per request for `--seconds`; throughput and p50/p99
-  latency. Then batches of 64 from one client: the per-image cost against single requests.
-  Target (issue 7): >= 300 single-image predictions/s at 8 clients with p99 < 100 ms, and a per-image
-  cost at batch 64 at least 10x lower than single requests.
-- Monitor: `--attacks` runs of `inverse-net` through the HTTP oracle (half with the public data, half with
-  uniform noise, He et al. 2019 Table 4), each with its own key, and `--benign` keys each sending
-  `--benign-queries` held-out test images in random order, one per request; the detection rate is the
-  share of attack keys flagged, the false-positive rate the share of benign keys flagged, with the
-  default thresholds of modelinv.serve.detectors.
+For each seed, the LeNet target of that seed (mnist5k, trained and cached by the runner) is served by
+`modelinv serve` in its own process (`--expose probs --reference mnist5k`, `--threads` prediction threads,
+one torch thread each), on a fixed loopback port so that the configs, and so the results store, are the
+same from one invocation to the next.
 
-All traffic goes to 127.0.0.1 and is bounded in time and count. Writes Markdown (default
-benchmarks/results/serve.md) and the numbers as JSON beside it.
+- Attacks: `inverse-net` over HTTP, as runner experiments whose `access.endpoint` is the served model (the
+  oracle is modelinv.oracle.RemoteOracle), on the attacker's public images and on uniform noise (He et al.
+  2019, Table 4), each with its own API key; beside each, the same experiment on the in-process oracle.
+  Rows go to `benchmarks/results/serve/results.sqlite` through modelinv.report.benchmark.run.
+- Load (seed 0's server): 1, 8 and 32 concurrent clients (threads with keep-alive connections, in this
+  process) each send one held-out test image per request for `--seconds`, then one client sends batches
+  of 64; `--repeats` repetitions, levels interleaved within each, so a change in machine load spreads over
+  all levels. Throughput and p99 latency: median and range over the repetitions; the 1-minute load
+  average before each measurement is recorded. Target (issue 18): throughput at 8 clients at least 1.5x
+  that at 1 client, on 2 cores.
+- Monitor: `--benign` keys each send `--benign-queries` held-out test images in random order, one per
+  request; then every attack key and every benign key is checked with the default detector thresholds
+  (modelinv.serve.detectors): detection rate over attack keys, false-positive rate over benign keys.
+
+All traffic goes to 127.0.0.1 and is bounded in time and count. The serving database (keys, query log)
+is `serve.sqlite` in the results directory; the load measurements are `load.json` there.
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,28 +42,52 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelinv.attacks import ATTACKS, Targets
-from modelinv.data.types import ImageDataset
-from modelinv.experiment.config import DataConfig, ModelConfig
-from modelinv.experiment.runner import load_splits, train_model
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.grid import run_id
+from modelinv.experiment.runner import prepare
+from modelinv.experiment.sweep import available_cores
 from modelinv.models.store import load_checkpoint
-from modelinv.oracle import RemoteOracle, ThreatModel
-from modelinv.serve.background import free_port
-from modelinv.serve.decode import encode_npy
+from modelinv.oracle.wire import encode_npy
+from modelinv.report import benchmark
+from modelinv.report.aggregate import metric_interval
+from modelinv.report.markdown import table
 from modelinv.serve.detectors import DETECTORS, scan
 from modelinv.serve.keys import KeyStore
 from modelinv.serve.ood import FeatureStats
-from modelinv.versions import versions
+from modelinv.validation import validate
 
-TARGET_RATE, TARGET_P99_MS, TARGET_BATCH_GAIN = 300.0, 100.0, 10.0
+LEVELS = (1, 8, 32)
+TARGET_SCALING = 1.5  # issue 18: throughput at 8 clients >= 1.5x that at 1 client on 2 cores
+ATTACKER_DATA = ("public", "uniform-noise")
+KEY_ENV = "MODELINV_SERVE_KEY_{data}_{seed}"
+
+
+def config(seed: int, attacker_data: str, port: int | None, epochs: int, quick: bool) -> ExperimentConfig:
+    """inverse-net against the seed's LeNet, over HTTP when `port` is given, else on the in-process oracle."""
+    access: dict = {"observe": "probs"}
+    if port is not None:
+        access |= {"endpoint": f"http://127.0.0.1:{port}", "key_env": KEY_ENV.format(data=attacker_data.replace("-", "_").upper(), seed=seed)}
+    return validate(
+        ExperimentConfig,
+        {
+            "seed": seed,
+            "data": {"source": "mnist5k"},
+            "target": {"arch": "lenet", "train": {"epochs": epochs}},
+            "access": access,
+            "attack": {"name": "inverse-net", "params": {"epochs": 1 if quick else 5}},
+            "attacker_data": attacker_data,
+            "num_targets": 32 if quick else 64,
+        },
+    )
 
 
 def start_server(model_dir: str, db: Path, port: int, threads: int) -> subprocess.Popen:
-    """`modelinv serve` in its own process (so clients and server do not share one interpreter lock)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MODELINV_QUIET": "1"}
-    command = [sys.executable, "-m", "modelinv.cli", "serve", "--model", model_dir, "--expose", "probs", "--db", str(db), "--reference", "mnist5k", "--port", str(port)]
+    """`modelinv serve` in its own process (clients and server do not share one interpreter lock)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MODELINV_QUIET": "1"}
+    command = [sys.executable, "-m", "modelinv.cli", "serve", "--model", model_dir, "--expose", "probs", "--db", str(db),
+               "--reference", "mnist5k", "--port", str(port), "--threads", str(threads)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited: {proc.stdout.read()}")
@@ -69,7 +99,16 @@ def start_server(model_dir: str, db: Path, port: int, threads: int) -> subproces
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit("the server did not start within 120 s")
+    raise SystemExit("the server did not start within 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: float) -> dict:
@@ -77,11 +116,11 @@ def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: floa
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    start_gate = threading.Barrier(clients + 1)
+    gate = threading.Barrier(clients + 1)
 
     def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        start_gate.wait()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        gate.wait()
         end, n = time.monotonic() + seconds, i
         while time.monotonic() < end:
             t0 = time.perf_counter()
@@ -96,58 +135,45 @@ def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: floa
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
-    start_gate.wait()
+    loadavg = os.getloadavg()[0]
+    gate.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     lat = np.array([x for per in latencies for x in per]) * 1000
     return {"clients": clients, "requests": len(lat), "failures": sum(failures), "seconds": wall, "per_second": len(lat) / wall,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "mean_ms": float(lat.mean())}
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "mean_ms": float(lat.mean()), "loadavg_1min": loadavg}
 
 
-def monitor_study(url: str, store: KeyStore, db: Path, splits, attacks: int, benign: int, benign_queries: int, seed: int) -> dict:
-    """Attack keys running inverse-net over HTTP, benign keys sending held-out images; who gets flagged."""
-    public, test = splits.public, splits.private_test
-    attack_keys, benign_keys = {}, {}
-    for i in range(attacks):
-        noise = i % 2 == 1
-        token, key = store.create(f"inverse-net-{'noise' if noise else 'public'}-{i}")
-        victim, _ = store.create(f"victim-{i}")
-        data = public
-        if noise:
-            gen = torch.Generator().manual_seed(seed + i)
-            data = ImageDataset(x=torch.rand(public.x.shape, generator=gen), y=torch.zeros(len(public), dtype=torch.long), classes=public.classes, name="uniform-noise")
-        oracle = RemoteOracle(url, token, victim_key=victim)
-        victims = test.x[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed + i))[:64]]
-        ATTACKS.get("inverse-net")(epochs=1)(ThreatModel(observer=oracle), Targets(oracle.intercept(victims)), data, seed=seed + i)
-        oracle.close()
-        attack_keys[key.id] = key.name
-    rng = np.random.default_rng(seed)
-    images = test.x.numpy()
-    port = int(url.rsplit(":", 1)[1])
-    for i in range(benign):
-        token, key = store.create(f"benign-{i}")
+def load_study(port: int, token: str, images: np.ndarray, seconds: float, repeats: int) -> list[dict]:
+    """`repeats` repetitions of every level (single images at 1, 8, 32 clients; batches of 64 at 1 client), interleaved."""
+    singles = [json.dumps({"npy": encode_npy(images[i : i + 1])}).encode() for i in range(len(images))]
+    batches = [json.dumps({"npy": encode_npy(images[i : i + 64])}).encode() for i in range(0, len(images) - 64, 64)]
+    load(port, token, singles, 8, 1.0)  # warm-up: threads, connections, allocator
+    out = []
+    for rep in range(repeats):
+        for clients in LEVELS:
+            out.append({"repeat": rep, "batch": 1, **load(port, token, singles, clients, seconds)})
+            print(f"  load rep {rep} clients {clients}: {out[-1]['per_second']:.0f}/s p99 {out[-1]['p99_ms']:.1f} ms", flush=True)
+        out.append({"repeat": rep, "batch": 64, **load(port, token, batches, 1, max(1.0, seconds / 2))})
+    return out
+
+
+def benign_study(port: int, store: KeyStore, images: np.ndarray, keys: int, queries: int, seed: int) -> list[str]:
+    """`keys` benign keys each sending `queries` held-out images in random order, one per request; their key ids."""
+    rng, made = np.random.default_rng(seed), []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(keys):
+        token, key = store.create(f"benign-{stamp}-{i}")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for j in rng.permutation(len(images))[:benign_queries]:
-            conn.request("POST", "/v1/predict", body=json.dumps({"npy": encode_npy(images[j : j + 1])}), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        for j in rng.permutation(len(images))[:queries]:
+            conn.request("POST", "/v1/predict", body=json.dumps({"npy": encode_npy(images[j : j + 1])}),
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
             conn.getresponse().read()
         conn.close()
-        benign_keys[key.id] = key.name
-    time.sleep(1.0)  # the server's log writer commits in the background
-    alerts = {a.key_id: a.evidence for a in scan(db)}
-    flagged_attacks = [k for k in attack_keys if k in alerts]
-    flagged_benign = [k for k in benign_keys if k in alerts]
-    return {
-        "attack_keys": len(attack_keys), "benign_keys": len(benign_keys), "benign_queries": benign_queries,
-        "detection_rate": len(flagged_attacks) / max(1, len(attack_keys)), "false_positive_rate": len(flagged_benign) / max(1, len(benign_keys)),
-        "by_detector": {
-            name: {"attack": sum(name in alerts.get(k, {}) for k in attack_keys) / max(1, len(attack_keys)), "benign": sum(name in alerts.get(k, {}) for k in benign_keys) / max(1, len(benign_keys))}
-            for name in DETECTORS.names()
-        },
-        "evidence": {attack_keys.get(k) or benign_keys[k]: alerts[k] for k in flagged_attacks + flagged_benign},
-        "missed": [attack_keys[k] for k in attack_keys if k not in alerts],
-    }
+        made.append(key.id)
+    return made
 
 
 def ood_study(model_dir: str, splits, seed: int) -> dict:
@@ -164,128 +190,220 @@ def ood_study(model_dir: str, splits, seed: int) -> dict:
     return out
 
 
-def markdown(r: dict, command: str) -> str:
-    single = {row["clients"]: row for row in r["load"]}
-    eight = single[8]
-    batch_gain = r["batch"]["single_ms_per_image"] / r["batch"]["batch_ms_per_image"]
-    verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+def monitor_study(db: Path, attack_names: dict[str, str], benign_ids: list[str]) -> dict:
+    """Who the default detectors flag: attack keys (named by their run id; the latest key of each name) and benign keys."""
+    store = KeyStore(db, create=False)
+    try:
+        latest = {k.name: k.id for k in store.list()}  # listed by creation time: the last key of a name wins
+    finally:
+        store.close()
+    alerts = {a.key_id: a.evidence for a in scan(db)}
+    attack_ids = {latest[rid]: label for rid, label in attack_names.items() if rid in latest}
+    share = lambda ids, name=None: sum((k in alerts) if name is None else (name in alerts.get(k, {})) for k in ids) / max(1, len(ids))  # noqa: E731
+    return {
+        "attack_keys": len(attack_ids), "benign_keys": len(benign_ids),
+        "detection_rate": share(attack_ids), "false_positive_rate": share(benign_ids),
+        "by_detector": {name: {"attack": share(attack_ids, name), "benign": share(benign_ids, name)} for name in DETECTORS.names()},
+        "evidence": {attack_ids[k]: alerts[k] for k in attack_ids if k in alerts},
+        "missed": [label for k, label in attack_ids.items() if k not in alerts],
+        "benign_flagged": {k: alerts[k] for k in benign_ids if k in alerts},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """'median [min, max]' over repetitions."""
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def load_section(measured: dict) -> list[str]:
+    rows = measured["load"]
+    reps = sorted({r["repeat"] for r in rows})
+    singles = {c: [r for r in rows if r["batch"] == 1 and r["clients"] == c] for c in LEVELS}
+    batch = [r for r in rows if r["batch"] == 64]
+    ratio = {c: [next(r["per_second"] for r in singles[c] if r["repeat"] == k) / next(r["per_second"] for r in singles[1] if r["repeat"] == k) for k in reps] for c in LEVELS}
+    loads = [r["loadavg_1min"] for r in rows]
+    body = [[c, sum(r["requests"] for r in singles[c]), sum(r["failures"] for r in singles[c]), spread([r["per_second"] for r in singles[c]]),
+             spread(ratio[c], 2), spread([r["p50_ms"] for r in singles[c]], 1), spread([r["p99_ms"] for r in singles[c]], 1)] for c in LEVELS]
+    single_ms = [r["mean_ms"] for r in singles[1]]
+    gain = [s / (b["mean_ms"] / 64) for s, b in zip(single_ms, batch)]
+    met = statistics.median(ratio[8]) >= TARGET_SCALING
     lines = [
-        "# `modelinv serve`: throughput, latency and the query monitor",
+        "## Load: single-image requests",
         "",
-        f"Produced by `{command}` on {r['machine']}, {r['cpus']} CPUs, torch {r['versions']['torch']}, server torch threads {r['threads']}; "
-        f"wall time {r['seconds']:.0f} s. Target: LeNet on mnist5k ({r['target']['epochs']} epochs, test accuracy {r['target']['test_acc']:.4f}), "
-        "served with `--expose probs`; clients and server share the machine's cores over loopback.",
+        f"Server: `modelinv serve --threads {measured['server_threads']}` (prediction threads, one torch thread each) in its own process; "
+        f"clients: threads of the benchmark process with keep-alive connections, sharing the machine's {measured['cores']} available cores with the server. "
+        f"{len(reps)} repetitions of {measured['seconds']:g} s per level, levels interleaved. Cells: median [min, max] over the repetitions "
+        f"(with {len(reps)} repetitions the range is a {100 * (1 - 2 * 0.5 ** len(reps)):.0f}% confidence interval of the median). "
+        f"1-minute load average before the measurements: {min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}); "
+        f"a load above {measured['cores']} means other processes competed for the cores and the figures understate a quiet machine.",
         "",
-        f"Machine load when measured: load average {r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f} / {r['loadavg'][2]:.2f} (1/5/15 min) at the start. "
-        "A load above the core count means other processes competed for the CPUs and the figures understate a quiet machine.",
+        table(["clients", "requests", "failures", "predictions/s", "x 1 client", "p50 ms", "p99 ms"], body),
         "",
-        "## Single-image requests",
+        "| batch of 64, 1 client | ms per request | ms per image | per-image gain over single requests |",
+        "|---|---|---|---|",
+        f"| {sum(b['requests'] for b in batch)} requests | {spread([b['mean_ms'] for b in batch], 2)} | {spread([b['mean_ms'] / 64 for b in batch], 3)} | {spread(gain, 1)}x |",
         "",
-        "| clients | requests | failures | predictions/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
-        *[f"| {x['clients']} | {x['requests']} | {x['failures']} | {x['per_second']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} |" for x in r["load"]],
+        f"Target (issue 18): throughput at 8 clients >= {TARGET_SCALING}x that at 1 client on 2 cores: measured {spread(ratio[8], 2)}x, "
+        + ("**met** (median)." if met else "**not met** (median)."),
         "",
-        "## Batches",
+        "Per repetition (1-minute load average before each level):",
         "",
-        "| request | ms per request (mean) | ms per image |",
-        "|---|---|---|",
-        f"| 1 image | {r['batch']['single_ms_per_image']:.2f} | {r['batch']['single_ms_per_image']:.3f} |",
-        f"| 64 images | {r['batch']['batch_ms']:.2f} | {r['batch']['batch_ms_per_image']:.3f} |",
+        table(["repetition", *(f"{c} clients /s (load)" for c in LEVELS)],
+              [[k, *(f"{r['per_second']:.0f} ({r['loadavg_1min']:.2f})" for c in LEVELS for r in singles[c] if r["repeat"] == k)] for k in reps]),
+    ]
+    return lines
+
+
+def attack_section(rows: list[dict], keys: dict[str, tuple]) -> list[str]:
+    cell: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["run_id"] in keys:
+            cell.setdefault(keys[r["run_id"]], []).append(r)
+    body = []
+    for data in ATTACKER_DATA:
+        for where in ("HTTP", "in process"):
+            group = cell.get((data, where), [])
+            if group:
+                body.append([data, where, len(group), metric_interval(group, "queries"), metric_interval(group, "target_test_acc"),
+                             metric_interval(group, "ssim"), metric_interval(group, "psnr"), metric_interval(group, "attack_acc_top1")])
+    same = all(
+        sorted((r["seed"], r.get("ssim"), r.get("psnr")) for r in cell.get((d, "HTTP"), [])) == sorted((r["seed"], r.get("ssim"), r.get("psnr")) for r in cell.get((d, "in process"), []))
+        for d in ATTACKER_DATA
+    )
+    return [
+        "## Attacks over HTTP (runner experiments)",
         "",
-        "## Against the targets of issue 7",
+        "`inverse-net` queries the served model through modelinv.oracle.RemoteOracle (`access.endpoint`), each run with its own key; "
+        "the in-process rows run the same configs on the local oracle. Cells: mean [95% t interval over seeds].",
         "",
-        "| target | measured | |",
-        "|---|---|---|",
-        f"| >= {TARGET_RATE:.0f} single-image predictions/s at 8 clients | {eight['per_second']:.0f}/s | {verdict(eight['per_second'] >= TARGET_RATE)} |",
-        f"| p99 < {TARGET_P99_MS:.0f} ms at 8 clients | {eight['p99_ms']:.1f} ms | {verdict(eight['p99_ms'] < TARGET_P99_MS)} |",
-        f"| per-image cost at batch 64 >= {TARGET_BATCH_GAIN:.0f}x lower than single requests | {batch_gain:.1f}x | {verdict(batch_gain >= TARGET_BATCH_GAIN)} |",
+        table(["attacker data", "oracle", "seeds", "queries", "target acc", "SSIM", "PSNR dB", "judge top-1"], body),
         "",
+        f"Over HTTP and in process, per seed, SSIM and PSNR are {'identical' if same else '**not identical**'} "
+        "(inputs and answers travel as float32 .npy, bit for bit).",
+    ]
+
+
+def monitor_section(m: dict, ood: dict, benign_queries: int) -> list[str]:
+    return [
         "## Query monitor",
         "",
-        f"{r['monitor']['attack_keys']} keys ran `inverse-net` through the HTTP oracle (alternately on the attacker's public images and on uniform noise, "
-        f"{r['public_size']} queries each, one key per run); {r['monitor']['benign_keys']} benign keys each sent {r['monitor']['benign_queries']} held-out "
-        "test images in random order, one per request. Default thresholds (`modelinv monitor DB` uses the same).",
+        f"{m['attack_keys']} attack keys (the HTTP runs above) and {m['benign_keys']} benign keys (each {benign_queries} held-out test images in random order, "
+        "one per request), default thresholds (`modelinv monitor DB` uses the same).",
         "",
         "| traffic | keys | flagged |",
         "|---|---|---|",
-        f"| inverse-net attack | {r['monitor']['attack_keys']} | detection rate {100 * r['monitor']['detection_rate']:.0f}% |",
-        f"| benign | {r['monitor']['benign_keys']} | false-positive rate {100 * r['monitor']['false_positive_rate']:.0f}% |",
+        f"| inverse-net attack | {m['attack_keys']} | detection rate {100 * m['detection_rate']:.0f}% |",
+        f"| benign | {m['benign_keys']} | false-positive rate {100 * m['false_positive_rate']:.0f}% |",
         "",
-        "| detector | attack keys flagged | benign keys flagged |",
-        "|---|---|---|",
-        *[f"| {name} | {100 * v['attack']:.0f}% | {100 * v['benign']:.0f}% |" for name, v in r["monitor"]["by_detector"].items()],
+        table(["detector", "attack keys flagged", "benign keys flagged"], [[n, f"{100 * v['attack']:.0f}%", f"{100 * v['benign']:.0f}%"] for n, v in m["by_detector"].items()]),
         "",
-        "Out-of-distribution statistics (fitted on the training split, 99% quantile), share of inputs beyond the reference:",
+        "Out-of-distribution statistics (fitted on the training split, 99% quantile; feature covariance by Ledoit-Wolf, "
+        "input subspace by PCA), share of inputs beyond the reference:",
         "",
-        "| inputs | feature Mahalanobis | PCA residual | score (either) |",
-        "|---|---|---|---|",
-        *[f"| {name} | {100 * v['feature']:.1f}% | {100 * v['residual']:.1f}% | {100 * v['score']:.1f}% |" for name, v in r["ood"].items()],
+        table(["inputs", "feature Mahalanobis", "PCA residual", "score (either)"],
+              [[n, f"{100 * v['feature']:.1f}%", f"{100 * v['residual']:.1f}%", f"{100 * v['score']:.1f}%"] for n, v in ood.items()]),
         "",
-        "Evidence per flagged key:",
+        "Evidence per flagged attack key:",
         "",
-        *[f"- `{name}`: " + "; ".join(f"{d}: {e}" for d, e in ev.items()) for name, ev in r["monitor"]["evidence"].items()],
-        *([f"- missed: {', '.join(r['monitor']['missed'])}"] if r["monitor"]["missed"] else []),
+        *[f"- `{name}`: " + "; ".join(f"{d}: {e}" for d, e in ev.items()) for name, ev in m["evidence"].items()],
+        *([f"- missed: {', '.join(m['missed'])}"] if m["missed"] else []),
         "",
         "The volume rule catches inverse-net because the attack needs thousands of answers at once; an attacker that spreads "
         "the same queries below `volume.max_queries` per window is not flagged by it (nor by the out-of-distribution rule when "
         "it queries in-distribution images): the per-key query budget (`modelinv keys create --budget`) is what bounds that attacker. "
         "The class-sweep rule fires on the public-data runs because inverse-net queries the attacker's data in stored order, and "
-        "modelinv's splits keep it sorted by class; an attacker that shuffles its queries would not trip it. Noise queries are "
-        "flagged out of distribution mainly by the PCA residual of the input (modelinv.serve.ood): see the table above for how "
-        "often the penultimate-feature Mahalanobis distance alone separates them on this LeNet.",
-        "",
+        "modelinv's splits keep it sorted by class; an attacker that shuffles its queries would not trip it.",
     ]
-    return "\n".join(lines)
+
+
+def render(rows: list[dict], keys: dict[str, tuple], runs: list[benchmark.Run], measured: dict) -> str:
+    lines = [
+        "# `modelinv serve`: throughput, latency, attacks over HTTP and the query monitor",
+        "",
+        benchmark.provenance(runs, rows),
+        f"- Served: LeNet on mnist5k ({measured['epochs']} epochs), `--expose probs`, one server per seed on 127.0.0.1:{measured['port']}; "
+        f"load measured on seed {measured['load_seed']}'s server (test accuracy {measured['test_acc']:.4f}). Load measured by `{measured['command']}`.",
+        "",
+        *load_section(measured),
+        "",
+        *attack_section(rows, keys),
+        "",
+        *monitor_section(measured["monitor"], measured["ood"], measured["benign_queries"]),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=10, help="LeNet training epochs (cached)")
-    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each load level")
-    parser.add_argument("--batches", type=int, default=100, help="batch-64 requests timed")
-    parser.add_argument("--attacks", type=int, default=4)
-    parser.add_argument("--benign", type=int, default=10)
-    parser.add_argument("--benign-queries", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server process")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve.md")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    loadavg = os.getloadavg()
+    p = benchmark.parser(__file__, __doc__, seeds=3)
+    p.add_argument("--epochs", type=int, default=10, help="LeNet training epochs (cached)")
+    p.add_argument("--seconds", type=float, default=None, help="duration of each load level (default 8; 2 with --quick)")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions of the load levels (at least 3)")
+    p.add_argument("--server-threads", type=int, default=2, help="prediction threads of the server (`modelinv serve --threads`)")
+    p.add_argument("--benign", type=int, default=None, help="benign keys (default 10; 3 with --quick)")
+    p.add_argument("--benign-queries", type=int, default=None, help="queries per benign key (default 200; 50 with --quick)")
+    p.add_argument("--port", type=int, default=8765, help="loopback port of the served models (part of the configs: keep it to resume)")
+    args = p.parse_args()
+    if args.repeats < 3:
+        p.error("--repeats must be at least 3")
+    seconds = args.seconds or (2.0 if args.quick else 8.0)
+    benign = args.benign if args.benign is not None else (3 if args.quick else 10)
+    benign_queries = args.benign_queries or (50 if args.quick else 200)
+    seeds = args.seeds[:1] if args.quick else args.seeds
     os.environ.setdefault("MODELINV_QUIET", "1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md, measured_path = out.with_suffix(".md"), out / ("load-quick.json" if args.quick else "load.json")
 
-    splits = load_splits(DataConfig(source="mnist5k"), args.seed)
-    _, meta = train_model("target", ModelConfig(arch="lenet", train={"epochs": args.epochs}), splits.private_train, splits.private_test, args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "serve.sqlite"
+    keys: dict[str, tuple] = {}
+    grids: dict[int, list[ExperimentConfig]] = {}
+    for seed in seeds:
+        grids[seed] = []
+        for data in ATTACKER_DATA:
+            for where, port in (("HTTP", args.port), ("in process", None)):
+                cfg = config(seed, data, port, args.epochs, args.quick)
+                grids[seed].append(cfg)
+                keys[run_id(cfg)] = (data, where)
+    attack_names = {run_id(c): f"inverse-net-{c.attacker_data}-seed{c.seed}" for g in grids.values() for c in g if c.access.endpoint is not None}
+
+    runs: list[benchmark.Run] = []
+    if args.render:
+        runs = [benchmark.run([c for g in grids.values() for c in g], args)]
+        measured = json.loads(measured_path.read_text())
+    else:
+        torch.set_num_threads(args.threads)  # the served target is the runner's: same thread count, same cached bits
+        db = out / "serve.sqlite"
         store = KeyStore(db)
-        load_token, _ = store.create("load-generator")
-        port = free_port()
-        server = start_server(meta["path"], db, port, args.threads)
-        try:
-            images = splits.private_test.x.numpy()
-            singles = [json.dumps({"npy": encode_npy(images[i : i + 1])}).encode() for i in range(len(images))]
-            load(port, load_token, singles, 1, 1.0)  # warm-up
-            levels = [load(port, load_token, singles, c, args.seconds) for c in (1, 8, 32)]
-            batches = [json.dumps({"npy": encode_npy(images[i : i + 64])}).encode() for i in range(0, len(images) - 64, 64)]
-            batch = load(port, load_token, batches, 1, max(1.0, args.seconds / 2))
-            single_ms = levels[0]["mean_ms"]
-            batch_result = {"single_ms_per_image": single_ms, "batch_ms": batch["mean_ms"], "batch_ms_per_image": batch["mean_ms"] / 64, "batch_requests": batch["requests"]}
-            monitor = monitor_study(f"http://127.0.0.1:{port}", store, db, splits, args.attacks, args.benign, args.benign_queries, args.seed)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    result = {
-        "ood": ood_study(meta["path"], splits, args.seed),
-        "load": levels, "batch": batch_result, "monitor": monitor, "threads": args.threads, "public_size": len(splits.public),
-        "target": {"epochs": args.epochs, "test_acc": meta["metrics"]["test_acc"], "path": meta["path"]},
-        "machine": platform.machine(), "cpus": os.cpu_count(), "loadavg": loadavg, "versions": versions(), "seconds": time.perf_counter() - start,
-    }
-    command = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(result, command.strip()))
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    print(args.out.read_text())
+        measured = {"command": "python " + " ".join(sys.argv), "seconds": seconds, "server_threads": args.server_threads, "cores": available_cores(),
+                    "epochs": args.epochs, "port": args.port, "load_seed": seeds[0], "benign_queries": benign_queries}
+        benign_ids: list[str] = []
+        done = {r["run_id"] for r in benchmark.read(out)} if (out / "results.sqlite").exists() else set()
+        for seed in seeds:
+            setting = prepare(grids[seed][0])
+            server = start_server(setting.target_meta["path"], db, args.port, args.server_threads)
+            try:
+                for cfg in grids[seed]:
+                    if cfg.access.endpoint is not None and run_id(cfg) not in done:  # a finished run keeps the key its traffic was logged under
+                        token, _ = store.create(run_id(cfg))
+                        os.environ[cfg.access.key_env] = token
+                if seed == seeds[0]:
+                    images = setting.splits.private_test.x.numpy()
+                    load_token, _ = store.create("load-generator")
+                    measured["load"] = load_study(args.port, load_token, images, seconds, args.repeats)
+                    measured["test_acc"] = setting.target_meta["metrics"]["test_acc"]
+                    benign_ids = benign_study(args.port, store, images, benign, benign_queries, seed)
+                    measured["ood"] = ood_study(setting.target_meta["path"], setting.splits, seed)
+                runs.append(benchmark.run(grids[seed], args))
+            finally:
+                stop_server(server)
+        store.close()
+        measured["monitor"] = monitor_study(db, attack_names, benign_ids)
+        measured_path.write_text(json.dumps(measured, indent=2))
+    rows = [r for run in runs for r in run.rows]
+    md.write_text(render(rows, keys, runs, measured))
+    print(f"wrote {md}")
 
 
 if __name__ == "__main__":

@@ -395,3 +395,15 @@ def test_cli_errors_are_one_line(small_lenet, tmp_path, capsys):
     assert_one_line_error(code, err, "unknown key id 'abc'")
     code, _, err = cli(capsys, "keys", "create", "--name", "y", "--rate", "0", "--db", tmp_path / "s.sqlite")
     assert_one_line_error(code, err, "invalid 'rate'")
+
+
+def test_ood_statistics_separate_noise_from_held_out_images_and_fit_deterministically(small_lenet, mnist_splits, test_images):
+    """Ledoit-Wolf covariance and PCA subspace (scikit-learn): held-out images mostly score below 1, uniform noise above."""
+    stats = FeatureStats.fit(small_lenet, mnist_splits.private_train)
+    again = FeatureStats.fit(small_lenet, mnist_splits.private_train)
+    assert stats.scales == again.scales and np.array_equal(stats.pca.components_, again.pca.components_)
+    noise = np.random.default_rng(0).random((200, 1, 28, 28), dtype=np.float32)
+    with torch.no_grad():
+        held_out = stats.score(test_images.reshape(len(test_images), -1), small_lenet.embed(torch.from_numpy(test_images)).numpy())
+        noisy = stats.score(noise.reshape(200, -1), small_lenet.embed(torch.from_numpy(noise)).numpy())
+    assert np.mean(held_out > 1) < 0.1 and np.mean(noisy > 1) > 0.9

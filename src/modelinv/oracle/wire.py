@@ -35,15 +35,15 @@ def decode_npy(text: object) -> np.ndarray:
         if version not in ((1, 0), (2, 0)):
             raise WireError(f"'npy' has unsupported .npy format version {version[0]}.{version[1]}")
         read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, _, dtype = read_header(stream)
+        shape, fortran_order, dtype = read_header(stream)
         if dtype.hasobject:
             raise WireError("'npy' holds Python objects; only numeric arrays are accepted")
         declared = math.prod(shape) * dtype.itemsize
         carried = len(stream.getbuffer()) - stream.tell()
         if declared != carried:
             raise WireError(f"'npy' declares shape {tuple(shape)} of {dtype} ({declared} bytes) but carries {carried} bytes")
-        stream.seek(0)
-        return np.load(stream, allow_pickle=False)
+        array = np.frombuffer(stream.getbuffer(), dtype=dtype, count=math.prod(shape), offset=stream.tell())
+        return array.reshape(shape, order="F" if fortran_order else "C").copy()
     except WireError:
         raise
     except (binascii.Error, ValueError, OSError, EOFError, MemoryError):
