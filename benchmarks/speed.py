@@ -1,0 +1,334 @@
+"""Speed on this machine: the demo cold and warm by stage, attack steps against the forward+backward floor, and
+modelinv's MI-Face beside ART's on the same model.
+
+    python benchmarks/speed.py                  # everything, 3 repetitions (medians)
+    python benchmarks/speed.py --quick          # one repetition, fewer steps: checks that it runs
+    python benchmarks/speed.py --parts floors   # some parts: demo, shared, floors, art
+
+- demo: `modelinv demo` in a subprocess with an empty model cache (cold), then again with that cache (warm);
+  wall time, CPU time and peak resident memory of the process, and the stages the runner records for each run
+  (data, target training, judge training, attack, metrics; the rest is start-up, image writing and the report).
+- shared: the warm demo again with one CPU-bound process beside it (a busy loop), as on a shared laptop or CI
+  runner; the ratio to the warm demo alone measured in the same repetition.
+- floors: the time of one optimisation step of rMLE (LeNet conv1 and relu2), MI-Face (LeNet), GMI's latent
+  search and the inverse network's training step, measured as the difference between two runs of the attack's own
+  loop with different step counts (so set-up is excluded), divided by one forward+backward pass of the same
+  model(s) on the same batch (the floor: what any implementation must compute per step).
+- art: modelinv `mi-face` and ART's `MIFace` (adversarial-robustness-toolbox, a benchmark-only extra) on the same
+  MLP target (mnist5k, private digits 0-4, 2 inversions per class), judged by the same evaluation classifier:
+  seconds, seconds per step, knn_ratio and judge top-1 at equal step budgets, and ART at its defaults.
+
+Every figure is the median of the repetitions (each listed), with the torch thread count and the load average.
+Timings are ratios measured in one run where they are compared; absolute seconds depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from modelinv.attacks import ATTACKS, Targets
+from modelinv.attacks.feature_inversion import invert_features
+from modelinv.attacks.gmi import GMI
+from modelinv.attacks.inverse_net import make_decoder
+from modelinv.data.types import ImageDataset
+from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.runner import attack_targets, build_threat, prepare
+from modelinv.experiment.sweep import available_cores
+from modelinv.metrics import MetricInputs, compute
+from modelinv.models import build_model
+from modelinv.oracle import Features, ThreatModel, WhiteBox
+from modelinv.report.aggregate import fmt
+from modelinv.report.benchmark import load
+from modelinv.report.markdown import table
+from modelinv.results import ResultsStore
+from modelinv.validation import validate
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("data", "target", "evaluator", "attack", "metrics")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def cells(values: list[float]) -> str:
+    """'median (each value)'."""
+    return f"{fmt(median(values))} ({', '.join(fmt(v) for v in values)})"
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def modelinv_command() -> list[str]:
+    return [sys.executable, "-c", "from modelinv.cli import main; main()"]
+
+
+def run_demo(cache: Path, out: Path, threads: int | None, beside: bool = False) -> dict:
+    """One `modelinv demo` in a subprocess: wall, CPU (user+system), peak RSS and the runner's stage times."""
+    env = {**os.environ, "MODELINV_CACHE": str(cache), "MODELINV_PROGRESS": "off"}
+    command = [*modelinv_command(), "demo", "--out", str(out)] + (["--threads", str(threads)] if threads else [])
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if beside else None
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    if done.returncode != 0:
+        raise SystemExit(f"modelinv demo failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    store = ResultsStore(out, create=False)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    stages = {s: 0.0 for s in STAGES}
+    attacks = {}
+    for r in rows:
+        for k, v in (r.get("timings") or {}).items():
+            stages[k] = stages.get(k, 0.0) + v
+        stages["attack"] += r["seconds"]
+        attacks[f"{r['attack']} {r['model']} {r.get('layer') or ''}".strip()] = r["seconds"]
+    quality = {f"{r['attack']} {r['model']} {r.get('layer') or ''}".strip(): (r.get("psnr"), r.get("attack_acc_top1")) for r in rows}
+    return {
+        "wall": wall,
+        "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "maxrss_mb": after.ru_maxrss / 1024,
+        "stages": stages,
+        "attacks": attacks,
+        "quality": quality,
+        "threads": sorted({r.get("threads") for r in rows}),
+    }
+
+
+def demo_part(args, work: Path, lines: list[str]) -> None:
+    reps = 1 if args.quick else args.reps
+    cold, warm, shared = [], [], []
+    for rep in range(reps):
+        cache = work / f"cache-{rep}"
+        cold.append(run_demo(cache, work / f"cold-{rep}", args.demo_threads))
+        warm.append(run_demo(cache, work / f"warm-{rep}", args.demo_threads))
+        if "shared" in args.parts:
+            shared.append(run_demo(cache, work / f"shared-{rep}", args.demo_threads, beside=True))
+        print(f"demo repetition {rep}: cold {cold[-1]['wall']:.0f} s, warm {warm[-1]['wall']:.0f} s"
+              + (f", warm beside a busy process {shared[-1]['wall']:.0f} s" if shared else ""), flush=True)
+    lines += ["## `modelinv demo`", "",
+              f"`modelinv demo` in a subprocess, {reps} repetition(s); torch threads per run: {cold[0]['threads']} "
+              f"({'--threads ' + str(args.demo_threads) if args.demo_threads else 'the default: the cores available'}). "
+              "Cold: empty model cache (trains the targets and the judge); warm: the same cache again.", ""]
+    body = []
+    for name, runs in (("cold", cold), ("warm", warm)) + ((("warm, a busy process beside it", shared),) if shared else ()):
+        body.append([name, cells([r["wall"] for r in runs]), cells([r["cpu"] for r in runs]), cells([r["maxrss_mb"] for r in runs])]
+                    + [cells([r["stages"].get(s, 0.0) for r in runs]) for s in STAGES]
+                    + [cells([r["wall"] - sum(r["stages"].values()) for r in runs])])
+    lines.append(table(["demo", "wall s", "CPU s", "peak RSS MB", *(f"{s} s" for s in STAGES), "other s (start-up, images, report)"], body))
+    lines += ["", "Attack seconds per run (median over repetitions) and quality (PSNR dB, judge top-1) of the cold runs:", ""]
+    names = list(cold[0]["attacks"])
+    lines.append(table(["run", "cold attack s", "warm attack s", "PSNR", "top-1"],
+                       [[n, median([r["attacks"][n] for r in cold]), median([r["attacks"][n] for r in warm]), *cold[0]["quality"][n]] for n in names]))
+    if shared:
+        ratios = [s["wall"] / w["wall"] for s, w in zip(shared, warm)]
+        lines += ["", f"Beside a busy process: {cells(ratios)} x the warm demo alone (target: at most 2.5x).", ""]
+    lines.append("")
+
+
+# ---------------------------------------------------------------------------------------------- floors
+
+
+def timed(fn: Callable[[], object], reps: int) -> float:
+    """Median seconds of `fn()` over `reps` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return median(times)
+
+
+def per_step(run: Callable[[int], object], short: int, long: int, reps: int) -> float:
+    """Seconds per step of a loop, from runs of `short` and `long` steps (set-up cancels)."""
+    return (timed(lambda: run(long), reps) - timed(lambda: run(short), reps)) / (long - short)
+
+
+def floor(fn: Callable[[], torch.Tensor], reps: int, inner: int = 20) -> float:
+    """Median seconds of one forward+backward `fn()` (which returns the loss to differentiate)."""
+
+    def many():
+        for _ in range(inner):
+            fn().backward()
+
+    return timed(many, reps) / inner
+
+
+def floors_part(args, lines: list[str]) -> None:
+    torch.set_num_threads(args.threads)
+    reps = 1 if args.quick else args.reps
+    scale = 0.25 if args.quick else 1.0
+    gen = torch.Generator().manual_seed(0)
+    lenet = build_model("lenet", (1, 28, 28), 10).eval().requires_grad_(False)
+    x64 = torch.rand(64, 1, 28, 28, generator=gen)
+    body = []
+
+    for layer in ("conv1", "relu2"):
+        observed = lenet.features(x64, layer).detach()
+        f1 = lambda x, layer=layer: lenet.features(x, layer)  # noqa: E731
+        step = per_step(lambda n, f1=f1, observed=observed: invert_features(f1, observed, (1, 28, 28), 1e-2, n, 1e-2), int(50 * scale), int(250 * scale), reps)
+        x = x64.clone().requires_grad_()
+        base = floor(lambda f1=f1, x=x, observed=observed: (f1(x) - observed).pow(2).mean(), reps)
+        body.append([f"rMLE step, LeNet {layer}", 64, step * 1e3, base * 1e3, step / base, 1.3])
+
+    classes = torch.arange(10).repeat_interleave(2)
+    threat = ThreatModel(white_box=WhiteBox(lenet))
+    mi_face = lambda n: ATTACKS.get("mi-face")(iterations=n, window=n + 1)(threat, Targets(classes=classes), None, seed=0)  # noqa: E731
+    step = per_step(mi_face, int(50 * scale), int(250 * scale), reps)
+    x = torch.rand(len(classes), 1, 28, 28, generator=gen, requires_grad=True)
+    base = floor(lambda: F.cross_entropy(lenet(x), classes), reps)
+    body.append(["MI-Face step, LeNet (20 images)", len(classes), step * 1e3, base * 1e3, step / base, 1.3])
+
+    g = build_model("dcgan-generator", (1, 28, 28), 0, latent_dim=100, width=16).eval().requires_grad_(False)
+    d = build_model("dcgan-discriminator", (1, 28, 28), 0, outputs=1, width=16).eval().requires_grad_(False)
+    z0, y = torch.randn(64, 100, generator=gen), torch.arange(64) % 10
+    step = per_step(lambda n: GMI(iterations=n).descend(g, d, lenet, None, z0, y, lambda **_: None), int(10 * scale) or 2, int(50 * scale), reps)
+    z = z0.clone().requires_grad_()
+
+    def gmi_loss() -> torch.Tensor:
+        images = g(z)
+        return -d(images).mean() + F.cross_entropy(lenet(images), y)
+
+    base = floor(gmi_loss, reps)
+    body.append(["GMI latent step (generator, critic, LeNet)", 64, step * 1e3, base * 1e3, step / base, None])
+
+    data = torch.rand(1024, 1, 28, 28, generator=gen)
+    from_data = lambda n: ATTACKS.get("inverse-net")(epochs=n)(  # noqa: E731
+        ThreatModel(observer=Features(lenet, "relu2")), Targets(observations=lenet.features(x64, "relu2")), _images(data), seed=0)
+    epochs_short, epochs_long = 1, (2 if args.quick else 4)
+    steps_per_epoch = math.ceil(len(data) / 64)
+    step = (timed(lambda: from_data(epochs_long), reps) - timed(lambda: from_data(epochs_short), reps)) / ((epochs_long - epochs_short) * steps_per_epoch)
+    obs = lenet.features(data[:64], "relu2")
+    decoder = make_decoder(tuple(obs.shape[1:]), (1, 28, 28), 64, 1024).train()
+    base = floor(lambda: F.mse_loss(decoder(obs), data[:64]), reps)
+    body.append(["inverse-net training step, LeNet relu2 (Adam)", 64, step * 1e3, base * 1e3, step / base, 1.5])
+
+    lines += ["## Attack steps against the forward+backward floor", "",
+              f"torch threads {torch.get_num_threads()}; {reps} repetition(s), medians. A step's time is the difference of two runs of the "
+              "attack's own loop (so set-up cancels); the floor is one forward and backward pass of the same model(s) on the same batch. "
+              "The optimiser update, clipping and progress reporting are what a step adds to its floor.", ""]
+    lines.append(table(["loop", "batch", "ms per step", "floor ms", "step / floor", "target ratio"], body))
+    lines.append("")
+
+
+def _images(x: torch.Tensor) -> ImageDataset:
+    """Unlabelled images as the attacker's data."""
+    return ImageDataset(x=x, y=torch.zeros(len(x), dtype=torch.long), classes=tuple("0123456789"), name="noise")
+
+
+# ---------------------------------------------------------------------------------------------- ART
+
+
+def art_part(args, lines: list[str]) -> None:
+    try:
+        from art.attacks.inference.model_inversion import MIFace
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        lines += ["## modelinv MI-Face beside ART's MIFace", "", "Not run: adversarial-robustness-toolbox is not installed "
+                  "(`pip install --constraint constraints.txt adversarial-robustness-toolbox`).", ""]
+        return
+    torch.set_num_threads(args.threads)
+    cfg = validate(ExperimentConfig, {
+        "seed": 0, "data": {"source": "mnist5k", "split": "class-disjoint"}, "target": {"arch": "mlp"},
+        "access": {"observe": None, "white_box": "full"}, "attack": {"name": "mi-face"}, "per_class": 2,
+        "metrics": ["knn_ratio", "attack_acc_top1"],
+    })
+    setting = prepare(cfg)
+    threat, _ = build_threat(cfg, setting.target)
+    attack = ATTACKS.get("mi-face")()
+    targets, labels, _ = attack_targets(cfg, attack, threat, setting.splits)
+    model = setting.target.eval()
+
+    def score(images: torch.Tensor) -> dict:
+        inputs = MetricInputs(reconstructions=images, labels=labels, truth=None, evaluator=setting.evaluator,
+                              private=setting.splits.private_train, holdout=setting.splits.private_test, public=setting.splits.public)
+        return compute(["knn_ratio", "attack_acc_top1"], inputs)
+
+    classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+                                   nb_classes=int(model.spec["num_classes"]), clip_values=(0.0, 1.0))
+    budgets = [150, 1000] if args.quick else [150, 1000, 5000]
+    body = []
+    for steps in budgets:
+        start = time.perf_counter()
+        ours = ATTACKS.get("mi-face")(iterations=steps)(threat, targets, None, seed=0).images
+        ours_s = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = MIFace(classifier, max_iter=steps, batch_size=10, verbose=False).infer(None, labels.numpy())
+        art_s = time.perf_counter() - start
+        a, b = score(ours), score(torch.as_tensor(theirs, dtype=torch.float32))
+        body.append([steps, "modelinv mi-face (defaults otherwise)", ours_s, ours_s / steps, a["knn_ratio"], a["attack_acc_top1"]])
+        body.append([steps, "ART MIFace, batch size 10", art_s, art_s / steps, b["knn_ratio"], b["attack_acc_top1"]])
+    start = time.perf_counter()
+    theirs = MIFace(classifier, verbose=False).infer(None, labels.numpy())
+    art_default = time.perf_counter() - start
+    b = score(torch.as_tensor(theirs, dtype=torch.float32))
+    body.append(["10000 (ART default)", "ART MIFace, its defaults (batch size 1)", art_default, None, b["knn_ratio"], b["attack_acc_top1"]])
+    start = time.perf_counter()
+    ours = ATTACKS.get("mi-face")()(threat, targets, None, seed=0).images
+    ours_default = time.perf_counter() - start
+    a = score(ours)
+    body.append(["300 (modelinv default)", "modelinv mi-face, its defaults", ours_default, ours_default / 300, a["knn_ratio"], a["attack_acc_top1"]])
+    lines += ["## modelinv MI-Face beside ART's MIFace", "",
+              f"MLP target on mnist5k (private digits 0-4), {len(labels)} inversions (2 per class), seed 0, torch threads "
+              f"{torch.get_num_threads()}, one run each in this process. knn_ratio: judge-feature distance to the nearest private "
+              "image of the class relative to real held-out images (lower is better); top-1: the judge's accuracy on the inversions. "
+              f"Default settings: modelinv {fmt(ours_default)} s, ART {fmt(art_default)} s ({fmt(art_default / ours_default)}x).", ""]
+    lines.append(table(["steps", "attack", "seconds", "s per step", "knn_ratio", "top-1"], body))
+    lines.append("")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "speed.md", help="the Markdown written")
+    p.add_argument("--parts", nargs="+", choices=["demo", "shared", "floors", "art"], default=["demo", "shared", "floors", "art"])
+    p.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported; 1 with --quick)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the floors and the ART comparison (default 1)")
+    p.add_argument("--demo-threads", type=int, default=None, help="--threads given to the demo (default: the demo's own default)")
+    p.add_argument("--quick", action="store_true", help="one repetition, fewer steps")
+    p.add_argument("--work", type=Path, default=None, help="where the demo's caches and outputs go (default: a temporary directory)")
+    args = p.parse_args()
+    before, start = load(), time.perf_counter()
+    lines = ["# Speed", "", __doc__.split("\n\n", 2)[2].strip(), ""]
+    body: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="modelinv-speed-") as tmp:
+        work = args.work or Path(tmp)
+        if "demo" in args.parts or "shared" in args.parts:
+            demo_part(args, work, body)
+        if "floors" in args.parts:
+            floors_part(args, body)
+        if "art" in args.parts:
+            art_part(args, body)
+    lines += [f"- Produced by: `{shlex.join(['python', *sys.argv])}` ({time.perf_counter() - start:.0f} s); machine {platform.machine()}, "
+              f"{available_cores()} available cores, torch {torch.__version__}; load average before/after {before.get('1min', '-')} / "
+              f"{load().get('1min', '-')} (1 min).", ""]
+    args.out.write_text("\n".join(lines + body))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
