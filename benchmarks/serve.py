@@ -247,7 +247,8 @@ def load_section(measured: dict) -> list[str]:
         f"| {sum(b['requests'] for b in batch)} requests | {spread([b['mean_ms'] for b in batch], 2)} | {spread([b['mean_ms'] / 64 for b in batch], 3)} | {spread(gain, 1)}x |",
         "",
         f"Target (issue 18): throughput at 8 clients >= {TARGET_SCALING}x that at 1 client on 2 cores: measured {spread(ratio[8], 2)}x, "
-        + ("**met** (median)." if met else "**not met** (median)."),
+        + ("**not met** by the median." if not met else "met by every repetition." if min(ratio[8]) >= TARGET_SCALING
+           else f"met by the median, **not by every repetition** (lowest {min(ratio[8]):.2f}x; the machine was shared, see the load averages)."),
         "",
         "Per repetition (1-minute load average before each level):",
         "",
