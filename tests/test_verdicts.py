@@ -1,6 +1,6 @@
 """Verdicts follow the numbers: one rule (any success metric beats the trivial answer by its margin) for every goal."""
 
-from modelinv.report.audit import margins_beaten, verdict
+from modelinv.report.audit import margins_beaten, metrics_beaten, verdict
 
 
 def row(**metrics):
@@ -29,3 +29,39 @@ def test_class_inversion_is_judged_by_knn_ratio_and_accuracy_against_its_trivial
     assert margins_beaten(realistic) == ["knn_ratio"]
     noise = {**base, "knn_ratio": 8.0, "attack_acc_top1": 0.05, "baselines": {"mean-public": trivial}}
     assert margins_beaten(noise) == []
+
+
+def test_the_verdict_states_the_budget_and_says_when_it_was_reduced():
+    quiet = row(psnr=12.3, ssim=0.47, attack_acc_top1=0.1, queries=6400, gradients=0, config={"attack": {"params": {"epochs": 8}}})
+    (line,) = verdict([quiet], "probs")
+    assert "Attack budget: epochs 8 (default 40: reduced), 6,400 queries to the model." in line
+    assert "a full-strength attack may leak more, so this is no evidence of safety" in line
+    full = row(psnr=12.3, ssim=0.47, attack_acc_top1=0.1, queries=6400, config={"attack": {"params": {}}})
+    (line,) = verdict([full], "probs")
+    assert "Attack budget: epochs 40, 6,400 queries to the model." in line and "reduced" not in line
+
+
+def test_rmle_budget_comes_from_what_the_attack_reported():
+    run = {**row(psnr=30.0, ssim=0.9, attack_acc_top1=0.9), "attack": "rmle", "attack_details": {"iterations": 500, "lr": 0.01}, "gradients": 32000}
+    (line,) = verdict([run], "features(conv1) + white-box client")
+    assert "Attack budget: iterations 500, 32,000 gradient evaluations." in line
+
+
+def test_with_seeds_leakage_needs_intervals_that_do_not_overlap_the_trivial_answer():
+    # the mean beats the trivial answer by more than the 20-point margin, but the seeds disagree wildly
+    noisy = [row(psnr=12.2, ssim=0.46, attack_acc_top1=a, seed=s) for s, a in enumerate((0.05, 0.9, 0.1))]
+    assert margins_beaten(noisy[1]) == ["attack_acc_top1"] and metrics_beaten(noisy) == []
+    (line,) = verdict(noisy, "probs")
+    assert line.startswith("No input leakage measured") and "Over 3 seeds" in line
+    steady = [row(psnr=12.2, ssim=0.46, attack_acc_top1=a, seed=s) for s, a in enumerate((0.9, 0.92, 0.94))]
+    assert metrics_beaten(steady) == ["attack_acc_top1"]
+    (line,) = verdict(steady, "probs")
+    assert line.startswith("Inputs can be reconstructed") and "92% [" in line
+
+
+def test_text_goals_are_judged_against_their_own_trivial_answer():
+    words = {"goal": "bag-of-words", "attack": "bow-inversion", "access": "features(embedding)", "attack_details": {},
+             "bow_f1": 0.42, "bow_sensitive_recall": 0.3, "baselines": {"most-frequent-words": {"bow_f1": 0.12, "bow_sensitive_recall": 0.0}}}
+    assert margins_beaten(words) == ["bow_f1", "bow_sensitive_recall"]
+    (line,) = verdict([words], "features")
+    assert line.startswith("Leakage measured") and "bow_f1 0.42 (trivial answer 0.12)" in line

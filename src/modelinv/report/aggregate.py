@@ -95,7 +95,8 @@ def ranks(intervals: dict[str, Interval], higher_is_better: bool) -> dict[str, i
 
 
 def fmt(value: Any) -> str:
-    """A number with 3 significant digits (2.3e-04, 0.912, 13.1, 4.2e+03); None (a metric undefined here,
+    """A number with 3 significant digits, trailing zeros of an exponent form dropped (2.3e-04, 0.912, 13.1,
+    4.2e+04); None (a metric undefined here,
     e.g. top-5 of 5 classes, or a value not measured) as 'n/a'."""
     if value is None:
         return "n/a"
@@ -109,5 +110,20 @@ def fmt(value: Any) -> str:
         return "0"
     magnitude = abs(value)
     if magnitude >= 1e4 or magnitude < 1e-3:
-        return f"{value:.2e}"
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
     return f"{value:.3g}" if magnitude < 100 else f"{value:.1f}"
+
+
+def target_accuracy(rows: list[dict[str, Any]]) -> tuple[Interval | None, float]:
+    """Target test accuracy of one setting: the interval over seeds of each seed's accuracy, and the largest
+    spread between runs of one seed.
+
+    Every run measures the accuracy of the model it attacked. Without an output defense the runs of one seed
+    share the trained target and agree exactly; an output defense that draws noise (Laplace, Gaussian) is
+    evaluated with fresh noise in each run, so the runs of one seed differ slightly (the spread). Each seed
+    counts once, with the mean of its runs, so a table shows one accuracy per target whichever attack it is beside."""
+    per_seed = groups([r for r in rows if isinstance(r.get("target_test_acc"), (int, float))], lambda r: r.get("seed"))
+    means = [statistics.fmean(r["target_test_acc"] for r in runs) for runs in per_seed.values()]
+    spread = max((max(r["target_test_acc"] for r in runs) - min(r["target_test_acc"] for r in runs) for runs in per_seed.values()), default=0.0)
+    return (interval(means) if means else None), spread

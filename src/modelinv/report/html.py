@@ -1,21 +1,35 @@
 """`report.html`: one self-contained page (inline CSS, images as data URIs, no script, no request) of a results
-directory: verdict, leaderboard, privacy-utility plots, every run's reconstructions, environment and the
-commands that reproduce each run."""
+directory: the verdict (report.audit's rule, each attack's budget), the defenses on the privacy-utility front
+and the cheapest that protects, a defense x metric table (or, with several attacks, the leaderboard), the
+privacy-utility plots, every run's labelled reconstructions, the environment and the commands that reproduce
+each run.
+
+Undefended rows come first everywhere; accuracy is shown once per target (report.aggregate.target_accuracy);
+image grids (and only they) are scaled without smoothing."""
 
 from __future__ import annotations
 
 import base64
-import statistics
+import io
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 from modelinv.attacks.goals import GOALS
-from modelinv.report.aggregate import Interval, fmt
-from modelinv.report.audit import margins_beaten
+from modelinv.metrics.psnr import MAX_DB
+from modelinv.metrics.ssim import ssim_per_image
+from modelinv.report.aggregate import Interval, groups, metric_interval, target_accuracy
+from modelinv.report.audit import RULE, defense_outcomes, finding, protection, setting, show
+from modelinv.report.baselines import trivial
 from modelinv.report.leaderboard import leaderboard
 from modelinv.report.plots import tradeoff_figure
-from modelinv.report.tradeoff import trivial
+from modelinv.report.tradeoff import panels as tradeoff_panels
 from modelinv.results import ResultsStore, defense_label
 
 STYLE = """
@@ -23,113 +37,205 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#2
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f0f0f0}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.verdict li{margin:.3rem 0}.run{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
-img{max-width:100%;image-rendering:pixelated}code{background:#f5f5f5;padding:0 .2rem}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.trivial td{color:#555;font-style:italic}
+.verdict li{margin:.3rem 0}.rule{color:#444;font-size:.9rem}.answer{font-weight:600}
+.run{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
+img{max-width:100%}img.plot{display:block;margin:.5rem 0}img.pix{image-rendering:pixelated;display:block}
+.grid{display:flex;flex-wrap:wrap;gap:6px}figure.target{margin:0;padding:3px;border:1px solid #eee;text-align:center}
+figure.target figcaption{font-size:.72rem;line-height:1.2;color:#333}code{background:#f5f5f5;padding:0 .2rem}
 """
+
+PAGE = 32
+"""Targets per page of a run's reconstruction grid: the first page is shown, the others fold out."""
 
 
 def data_uri(png: bytes) -> str:
+    """A PNG as a data: URI, so the page needs no other file."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def cell(value: Any) -> str:
+    """A table cell: numbers right-aligned with 3 significant digits, intervals as 'mean [low, high]'."""
+    if isinstance(value, Interval):
+        return f'<td class="num">{escape(value.text())}</td>'
     if isinstance(value, float):
-        return f'<td class="num">{fmt(value)}</td>'
+        return f'<td class="num">{escape(show(Interval(value, None, None, 1), ""))}</td>'
     return f"<td>{escape('n/a' if value is None else str(value))}</td>"
 
 
-def html_table(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+def html_table(columns: Iterable[str], rows: Iterable[Iterable[Any]], classes: Iterable[str] | None = None) -> str:
+    """An HTML table; `classes` gives each body row a class (e.g. 'trivial')."""
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    rows = list(rows)
+    classes = list(classes) if classes is not None else [""] * len(rows)
+    body = "".join((f'<tr class="{k}">' if k else "<tr>") + "".join(cell(v) for v in row) + "</tr>" for row, k in zip(rows, classes))
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def scope(row: dict[str, Any]) -> str:
-    return f"{row['model']} on {row['data']}"
+    """The target a row attacked: model, cut layer and data (defenses and attacks vary within a scope)."""
+    layer = f" at {row['layer']}" if row.get("layer") else ""
+    return f"{row['model']}{layer} on {row['data']}"
 
 
-def mean_of(rows: list[dict[str, Any]], metric: str) -> float:
-    values = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
-    return statistics.mean(values) if values else float("nan")
+def plain_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the undefended ones first, otherwise in their order."""
+    return sorted(rows, key=lambda r: bool(r.get("defense")))
 
 
 def summary(rows: list[dict[str, Any]]) -> list[str]:
-    """Measured findings per model: each attack on the undefended model, then what each defense changed."""
+    """The verdict of a sweep: per target, each attack on the undefended model judged by the rule of
+    report.audit (numbers beside their trivial answers, seeds pooled, budget), then which defense protects."""
     lines = []
-    for where in dict.fromkeys(scope(r) for r in rows):
+    scopes = list(dict.fromkeys(scope(r) for r in rows))
+    for where in scopes:
         mine = [r for r in rows if scope(r) == where]
+        prefix = f"{where}: " if len(scopes) > 1 else ""
         plain = [r for r in mine if not r.get("defense")]
-        for attack in dict.fromkeys(r["attack"] for r in plain):
-            runs = [r for r in plain if r["attack"] == attack]
-            numbers = ", ".join(
-                f"{m} {fmt(mean_of(runs, m))} (trivial answer {fmt(mean_of([{m: trivial(r, m)} for r in runs], m))})"
-                for m in GOALS[runs[0]["goal"]].success
-                if m in runs[0]
-            )
-            leaks = sum(bool(margins_beaten(r)) for r in runs)
-            judgement = f"leaks in {leaks} of {len(runs)} seeds" if leaks else "no leakage beyond the trivial answer"
-            lines.append(f"{where}, no defense: {attack} reaches {numbers}: {judgement} (target accuracy {mean_of(runs, 'target_test_acc'):.2%}).")
-        for label in dict.fromkeys(defense_label(r) for r in mine if r.get("defense")):
-            defended = [r for r in mine if defense_label(r) == label]
-            changes = []
-            for attack in dict.fromkeys(r["attack"] for r in defended):
-                before = [r for r in plain if r["attack"] == attack]
-                after = [r for r in defended if r["attack"] == attack]
-                metric = GOALS[after[0]["goal"]].headline
-                if before and metric in before[0]:
-                    changes.append(f"{attack} {metric} {mean_of(before, metric):.3g} -> {mean_of(after, metric):.3g}")
-            accuracy = f"target accuracy {mean_of(defended, 'target_test_acc'):.2%}"
-            lines.append(f"{where}, {label}: {'; '.join(changes) or 'no undefended reference'} ({accuracy}).")
+        lines += [prefix + finding(runs) for runs in groups(plain, setting).values()]
+        answer = protection(defense_outcomes(mine)) if plain else None
+        if answer:
+            lines.append(prefix + answer)
+        elif not plain:
+            lines.append(f"{prefix}no undefended run to judge the defenses against.")
     return lines
 
 
+def defense_table(rows: list[dict[str, Any]]) -> str:
+    """Defense x metric for one target: the trivial answer, the undefended model, then each defense cheapest
+    first, with target accuracy, its cost, each attack's success metrics, the judgement and the Pareto front."""
+    outcomes = defense_outcomes(rows)
+    pairs = list(dict.fromkeys((r["attack"], m) for r in rows for m in GOALS[r["goal"]].success if isinstance(r.get(m), (int, float))))
+    several = len({a for a, _ in pairs}) > 1
+    names = [f"{a} {m}" if several else m for a, m in pairs]
+    columns = ["defense", "target accuracy", "cost (points)", *names, "judgement", "Pareto front"]
+    body, classes = [], []
+    by_label = groups(rows, defense_label)
+    trivials = [metric_interval([r for r in rows if r["attack"] == a], m, lambda r, m=m: trivial(r, m)) for a, m in pairs]
+    if any(t is not None for t in trivials):
+        body.append(["trivial answer", None, None, *trivials, "", ""])
+        classes.append("trivial")
+    spread = 0.0
+    for o in outcomes:
+        mine = by_label[o["defense"]]
+        accuracy, wobble = target_accuracy(mine)
+        spread = max(spread, wobble)
+        values = [metric_interval([r for r in mine if r["attack"] == a], m) for a, m in pairs]
+        verdict = "at the trivial answer" if o["protects"] else "leaks: " + "; ".join(f"{a + ' ' if several else ''}{', '.join(ms)}" for a, ms in o["leaking"].items())
+        cost = None if o["name"] is None or o["accuracy_cost_points"] is None else float(o["accuracy_cost_points"])
+        body.append([o["defense"], accuracy, cost, *values, verdict, "yes" if o["pareto"] else ""])
+        classes.append("")
+    note = (
+        f"<p>Accuracy of a randomised defense is measured with fresh noise in every run, so the runs of one seed differ "
+        f"(here by up to {100 * spread:.2g} points); each seed counts once, with the mean of its runs.</p>"
+        if spread > 0 else ""
+    )
+    return html_table(columns, body, classes) + note
+
+
 def plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
-    """Per model, target accuracy against each attack's success: one series per defense, means over seeds."""
+    """Per target with defenses, each attack's success against target accuracy: a series per defense (means
+    over seeds, strengths as labels), the undefended model, the trivial answer and the Pareto front."""
     figures = []
     for where in dict.fromkeys(scope(r) for r in rows):
         mine = [r for r in rows if scope(r) == where]
-        panels = []
-        for attack in dict.fromkeys(r["attack"] for r in mine):
-            runs = [r for r in mine if r["attack"] == attack]
-            for metric in (m for m in GOALS[runs[0]["goal"]].success if m in runs[0]):
-                plain = [r for r in runs if not r.get("defense")]
-                reference = (mean_of(plain, metric), mean_of(plain, "target_test_acc")) if plain else None
-                series: dict[str, list] = {}
-                for label in dict.fromkeys(defense_label(r) for r in runs if r.get("defense")):
-                    at = [r for r in runs if defense_label(r) == label]
-                    strength = label[label.find("(") + 1 : -1] if "(" in label else ""
-                    series.setdefault(at[0]["defense"], []).append((mean_of(at, metric), mean_of(at, "target_test_acc"), strength))
-                if series or reference:
-                    panels.append((f"{attack} {metric}", series, reference))
-        if panels:
-            figures.append((where, tradeoff_figure(panels, f"privacy-utility: {where}")))
+        if not any(r.get("defense") for r in mine):
+            continue
+        png = tradeoff_figure(tradeoff_panels(mine), f"privacy-utility: {where}")
+        if png is not None:
+            figures.append((where, png))
     return figures
 
 
+def _png(image: torch.Tensor, scale: int) -> str:
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = array[0] if array.shape[0] == 1 else array[:3].permute(1, 2, 0)
+    picture = Image.fromarray(np.ascontiguousarray(array.numpy()))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    height, width = array.shape[:2]
+    return f'<img class="pix" alt="" width="{width * scale}" height="{height * scale}" src="{data_uri(buffer.getvalue())}">'
+
+
+def per_image(images: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per-image PSNR (dB, peak 1, capped at metrics.psnr.MAX_DB) and SSIM of reconstructions against their
+    originals, as the run's averages are computed; empty when the run has no originals (class inversion)."""
+    x_hat, x = images.get("reconstructions"), images.get("originals")
+    if x is None or x_hat is None or x.shape != x_hat.shape or x.dim() != 4:
+        return {}
+    mse = ((x_hat.double() - x.double()) ** 2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(1 / mse.clamp_min(1e-300))).clamp_max(MAX_DB)
+    return {"psnr": psnr.tolist(), "ssim": ssim_per_image(x_hat.double(), x.double()).tolist()}
+
+
+def labelled_grid(path: Path, run_id: str = "") -> str:
+    """A run's reconstructions (under their originals when known), each captioned with its target index, its
+    true class and, for reconstructions, its PSNR and SSIM; PAGE targets a page, later pages folded.
+    '' when the run stored no image tensors (tables, texts)."""
+    try:
+        images = load_file(str(path))
+    except (OSError, SafetensorError):
+        return ""
+    recon, labels, originals = images.get("reconstructions"), images.get("labels"), images.get("originals")
+    if recon is None or recon.dim() != 4 or recon.shape[1] not in (1, 3):
+        return ""
+    scores = per_image(images)
+    scale = max(1, min(3, 84 // max(recon.shape[-1], 1)))
+    figures = []
+    for i in range(len(recon)):
+        caption = [f"#{i}"] + ([f"class {int(labels[i])}"] if labels is not None and i < len(labels) else [])
+        lines = " · ".join(caption)
+        if scores:
+            lines += f"<br>{scores['psnr'][i]:.1f} dB · SSIM {scores['ssim'][i]:.2f}"
+        top = _png(originals[i], scale) if originals is not None and originals.shape == recon.shape else ""
+        figures.append(f'<figure class="target">{top}{_png(recon[i], scale)}<figcaption>{lines}</figcaption></figure>')
+    what = "Originals (top) and reconstructions (bottom)" if originals is not None else "Inversions"
+    text = f"<p>{what}, labelled with the target index and true class" + (", per-image PSNR and SSIM" if scores else "") + ":</p>"
+    pages = [figures[i : i + PAGE] for i in range(0, len(figures), PAGE)]
+    out = text + f'<div class="grid" id="grid-{escape(run_id)}-1">{"".join(pages[0])}</div>'
+    for n, page in enumerate(pages[1:], start=2):
+        first, last = (n - 1) * PAGE, (n - 1) * PAGE + len(page) - 1
+        out += f'<details><summary>targets #{first}-#{last} (page {n} of {len(pages)})</summary><div class="grid" id="grid-{escape(run_id)}-{n}">{"".join(page)}</div></details>'
+    return out
+
+
 def run_section(row: dict[str, Any]) -> str:
-    """One run: what was attacked how, its success metrics, its image grid, and the command that reruns it."""
-    metrics = [m for m in (*GOALS[row["goal"]].success, "target_test_acc", "queries", "seconds") if m in row]
-    grid = Path(row["artifacts"] or "") / "reconstructions.png"
-    image = f'<img alt="reconstructions of run {escape(row["run_id"])}" src="{data_uri(grid.read_bytes())}">' if grid.is_file() else "<p>(no image)</p>"
-    rerun = f"modelinv run {Path(row['artifacts']) / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
+    """One run: what was attacked how, its success metrics beside the trivial answer, its labelled
+    reconstructions, and the command that reruns it."""
+    metrics = [m for m in GOALS[row["goal"]].success if m in row]
+    extra = [m for m in ("target_test_acc", "queries", "gradients", "seconds") if m in row]
+    table = html_table(
+        ["", *metrics, *extra],
+        [["attack", *[row[m] for m in metrics], *[row[m] for m in extra]], ["trivial answer", *[trivial(row, m) for m in metrics], *[None] * len(extra)]],
+        ["", "trivial"],
+    )
+    directory = Path(row["artifacts"] or "")
+    grid = labelled_grid(directory / "reconstructions.safetensors", row["run_id"]) if row["artifacts"] else ""
+    if not grid and (directory / "reconstructions.png").is_file() and row["artifacts"]:
+        grid = f'<img class="pix" alt="reconstructions of run {escape(row["run_id"])}" src="{data_uri((directory / "reconstructions.png").read_bytes())}">'
+    examples = (row.get("attack_details") or {}).get("examples") or []
+    if not grid and examples and isinstance(examples[0], dict):
+        keys = list(examples[0])
+        grid = "<p>Examples:</p>" + html_table(keys, [[str(e.get(k)) for k in keys] for e in examples[:10]])
+    rerun = f"modelinv run {directory / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
     return (
         f'<div class="run"><h3>{escape(row["attack"])} | {escape(defense_label(row))} | seed {row["seed"]} | {escape(scope(row))}</h3>'
         f"<p>access: {escape(str(row.get('access')))}; run <code>{escape(row['run_id'])}</code></p>"
-        + html_table(metrics, [[row[m] for m in metrics]])
-        + image
+        + table
+        + (grid or "<p>(no image)</p>")
         + (f"<p>Reproduce: <code>{escape(rerun)}</code></p>" if rerun else "")
         + "</div>"
     )
 
 
 def environment(rows: list[dict[str, Any]], sweeps: list[dict[str, Any]]) -> str:
+    """Package versions, every seed's data-split hashes, and the commands that produced the results."""
     versions = rows[0].get("versions", {})
-    hashes = {f"{r['data']} {split}": digest for r in rows for split, digest in (r.get("data_hashes") or {}).items()}
+    hashes = sorted({(r["data"], r["seed"], split, digest) for r in rows for split, digest in (r.get("data_hashes") or {}).items()}, key=lambda h: (h[0], h[1], h[2]))
     commands = "".join(f"<li><code>{escape(s['command'])}</code></li>" for s in sweeps if s["command"])
     return (
         html_table(["package", "version"], sorted(versions.items()))
-        + html_table(["data split", "SHA-256"], sorted(hashes.items()))
+        + html_table(["data", "seed", "split", "SHA-256"], [[d, str(s), split, digest] for d, s, split, digest in hashes])
         + (f"<p>Commands that produced these results:</p><ul>{commands}</ul>" if commands else "")
     )
 
@@ -140,31 +246,48 @@ def write_report(
     verdict: list[str] | None = None,
     defense_ranking: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits)."""
+    """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits).
+
+    `defense_ranking` is accepted for compatibility and not shown: the defenses section is computed from the
+    stored rows (report.audit.defense_outcomes), the Pareto front and the cheapest protecting defense."""
     store = ResultsStore(directory, create=False)
     try:
-        rows, sweeps = store.rows(), store.sweeps()
+        rows, sweeps = plain_first(store.rows()), store.sweeps()
     finally:
         store.close()
     parts = [f"<h1>{escape(title)}</h1><p>{len(rows)} runs from <code>{escape(str(Path(directory).resolve()))}</code>.</p>"]
     findings = verdict if verdict is not None else summary(rows)
-    parts.append("<h2>Verdict</h2><ul class=verdict>" + "".join(f"<li>{escape(line)}</li>" for line in findings) + "</ul>")
-    if defense_ranking:
-        columns = ["defense", "strongest_attack", "metric", "undefended", "defended", "privacy_gain", "accuracy", "accuracy_cost_points", "gain_per_point"]
-        parts.append("<h2>Defenses ranked by privacy gained per accuracy point</h2>" + html_table(columns, [[d[c] for c in columns] for d in defense_ranking]))
-    entries = leaderboard(rows)
+    parts.append(f'<h2>Verdict</h2><p class="rule">{escape(RULE)}</p><ul class=verdict>' + "".join(f"<li>{escape(line)}</li>" for line in findings) + "</ul>")
+    scopes = groups(rows, scope)
+    tables = []
+    for where, mine in scopes.items():
+        head = f"<h3>{escape(where)}</h3>" if len(scopes) > 1 else ""
+        answer = protection(defense_outcomes(mine)) if any(not r.get("defense") for r in mine) else None
+        tables.append(head + (f'<p class="answer">{escape(answer)}</p>' if answer else "") + defense_table(mine))
+    if tables:
+        defended = any(r.get("defense") for r in rows)
+        heading = "Defenses: privacy-utility front and the cheapest protection" if defended else "Results"
+        intro = (
+            "<p>Per defense (undefended first, then cheapest first): target accuracy and its cost in points, each attack's success "
+            "(mean [95% interval] over seeds), whether any attack still beats the trivial answer, and whether the defense is on the "
+            "Pareto front (no other setting has both higher accuracy and less leakage).</p>"
+            if defended else "<p>Each attack's success beside the trivial answer (mean [95% interval] over seeds).</p>"
+        )
+        parts.append(f"<h2>{heading}</h2>" + intro + "".join(tables))
+    several = [r for r in rows if len({x["attack"] for x in scopes[scope(r)]}) > 1]
+    entries = leaderboard(several) if several else []
     if entries:
         parts.append(
             "<h2>Leaderboard</h2><p>Attacks ranked per model, defense and metric: mean and 95% t interval over seeds; "
             "attacks whose intervals overlap a better one's share its rank.</p>"
             + html_table(
                 ["model and defense", "metric", "rank", "attack", "mean [95% interval]", "seeds", "target accuracy"],
-                [[e.scope, e.metric, e.rank, e.attack, Interval(e.mean, e.low, e.high, e.seeds).text(), e.seeds, e.target_test_acc] for e in entries],
+                [[e.scope, e.metric, e.rank, e.attack, Interval(e.mean, e.low, e.high, e.seeds), e.seeds, e.target_test_acc] for e in entries],
             )
         )
     figures = plots(rows)
     if figures:
-        parts.append("<h2>Privacy-utility</h2>" + "".join(f'<img alt="privacy-utility plot, {escape(w)}" src="{data_uri(png)}">' for w, png in figures))
+        parts.append("<h2>Privacy-utility</h2>" + "".join(f'<img class="plot" alt="privacy-utility plot, {escape(w)}" src="{data_uri(png)}">' for w, png in figures))
     parts.append("<h2>Runs</h2>" + "".join(run_section(r) for r in rows))
     if rows:
         parts.append("<h2>Environment and reproduction</h2>" + environment(rows, sweeps))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelinv.metrics import METRICS
-from modelinv.report.aggregate import groups, metric_interval, ranks
+from modelinv.report.aggregate import groups, metric_interval, ranks, target_accuracy
 from modelinv.results import defense_label
 
 
@@ -35,10 +35,15 @@ def leaderboard(rows: list[dict[str, Any]], metrics: list[str] | None = None) ->
 
     Rows that differ only in seed are pooled (mean, sample standard deviation, 95% t interval); ranks
     follow the metric's own direction (higher PSNR, lower knn_dist) and are shared by attacks that are
-    not distinguishable (report.aggregate.ranks). Within a rank, entries are listed best mean first.
+    not distinguishable (report.aggregate.ranks). Within a rank, entries are listed best mean first. The
+    undefended scope of each model comes before its defenses; target accuracy is the scope's, once per
+    target (report.aggregate.target_accuracy), whichever attack it is beside.
     """
     entries = []
+    position: dict[str, tuple] = {}
     for scope, mine in groups(rows, scope_of).items():
+        position[scope] = (f"{mine[0]['data']}/{mine[0]['model']}", bool(mine[0].get("defense")), scope)
+        accuracy = target_accuracy(mine)[0]
         for name in metrics or [m for m in METRICS.names() if any(m in r for r in mine)]:
             by_attack = groups([r for r in mine if isinstance(r.get(name), (int, float))], lambda r: r["attack"])
             if not by_attack:
@@ -54,7 +59,7 @@ def leaderboard(rows: list[dict[str, Any]], metrics: list[str] | None = None) ->
                     Entry(
                         scope, name, rank[attack], attack, iv.mean, iv.low, iv.high,
                         statistics.stdev(values) if len(values) > 1 else 0.0, iv.k,
-                        statistics.fmean(r["target_test_acc"] for r in runs),
+                        accuracy.mean if accuracy else float("nan"),
                     )
                 )
-    return sorted(entries, key=lambda e: (e.scope, e.metric))
+    return sorted(entries, key=lambda e: (position[e.scope], e.metric))

@@ -1,6 +1,7 @@
 """The privacy-utility trade-off of one defense swept over strengths, rendered from a results store's rows:
 per strength, target accuracy and each attack's success (mean and 95% interval over seeds), beside the
-trivial answer (the attacker's mean image, or the most common attribute value) scored the same way."""
+trivial answer (the attacker's mean image, or the most common attribute value) scored the same way, and a
+judgement per strength by the audit's rule (report.audit.RULE): does any attack still beat the trivial answer?"""
 
 from __future__ import annotations
 
@@ -8,26 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from modelinv.attacks.goals import goal
-from modelinv.report.aggregate import Interval, groups, metric_interval
+from modelinv.metrics import METRICS
+from modelinv.report.aggregate import Interval, fmt, groups, metric_interval, target_accuracy
+from modelinv.report.audit import MARGINS, RULE, budget_text, defense_outcomes, metrics_beaten, protection
+from modelinv.report.baselines import TRIVIAL, TRIVIAL_BY_GOAL, trivial
 from modelinv.report.markdown import table
-from modelinv.report.plots import tradeoff_figure
+from modelinv.report.plots import Panel, tradeoff_figure
 
-TRIVIAL = "mean-public"
-"""The trivial answer of image attacks shown beside the attack (see experiment.runner.trivial_answers)."""
+__all__ = ["TRIVIAL", "TRIVIAL_BY_GOAL", "by_strength", "judgement", "markdown", "plot", "series", "strength", "trivial"]
 
 
 def strength(row: dict[str, Any], param: str) -> Any:
     """The swept parameter's value of a row; None for the undefended reference."""
     return None if not row.get("defense") else (row.get("defense_params") or {}).get(param)
-
-
-def trivial(row: dict[str, Any], metric: str) -> float | None:
-    """The row's trivial answer scored by `metric`: its stored baseline, or for attribute attacks the majority guess."""
-    if metric == "attr_acc":
-        return row.get("attr_baseline_acc")
-    if metric == "attr_advantage":
-        return 0.0
-    return ((row.get("baselines") or {}).get(TRIVIAL) or {}).get(metric)
 
 
 def series(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -40,17 +34,18 @@ def series(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _strengths(rows: list[dict[str, Any]], param: str) -> list[tuple[Any, list[dict[str, Any]]]]:
+    return sorted(groups(rows, lambda r: strength(r, param)).items(), key=lambda kv: (kv[0] is not None, kv[0] if kv[0] is not None else 0))
+
+
 def by_strength(rows: list[dict[str, Any]], param: str) -> dict[Any, dict[str, Interval | None]]:
     """One record per strength (undefended first): intervals over seeds of target accuracy, epsilon where
-    reported, each attack's success and its trivial answer. Accuracy is computed once per trained target and
-    seed (every attack of one seed shares it), so it is pooled over seeds only."""
+    reported, each attack's success and its trivial answer. Accuracy counts each seed once (the mean of its
+    runs: report.aggregate.target_accuracy), so every attack of a strength is beside the same accuracy."""
     out: dict[Any, dict[str, Interval | None]] = {}
-    for value, mine in sorted(groups(rows, lambda r: strength(r, param)).items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)):
+    for value, mine in _strengths(rows, param):
         per_seed = list(groups(mine, lambda r: r["seed"]).values())
-        entry = {
-            "target_acc": metric_interval([s[0] for s in per_seed], "target_test_acc"),
-            "epsilon": metric_interval([s[0] for s in per_seed], "epsilon"),
-        }
+        entry = {"target_acc": target_accuracy(mine)[0], "epsilon": metric_interval([s[0] for s in per_seed], "epsilon")}
         for attack, metric in series(rows):
             runs = [r for r in mine if r["attack"] == attack]
             entry[f"{attack} {metric}"] = metric_interval(runs, metric)
@@ -59,14 +54,47 @@ def by_strength(rows: list[dict[str, Any]], param: str) -> dict[Any, dict[str, I
     return out
 
 
+def judgement(runs: list[dict[str, Any]]) -> str:
+    """'leaks: inverse-net ssim, psnr' or 'at the trivial answer' for the runs of one strength (report.audit.RULE)."""
+    leaking = []
+    for attack, mine in groups(runs, lambda r: r["attack"]).items():
+        beaten = metrics_beaten(mine)
+        if beaten:
+            leaking.append(f"{attack} {', '.join(beaten)}")
+    return f"leaks: {'; '.join(leaking)}" if leaking else "at the trivial answer"
+
+
+def notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The sentences under a trade-off or sweep table: the protection answer, each attack's budget, and the
+    accuracy redraw of noise defenses when it is visible."""
+    lines = []
+    answer = protection(defense_outcomes(rows)) if any(not r.get("defense") for r in rows) else None
+    if answer:
+        lines.append(f"**Judgement.** {answer}")
+    for attack, runs in groups(rows, lambda r: r["attack"]).items():
+        plain = [r for r in runs if not r.get("defense")] or runs
+        text = budget_text(plain)
+        if text:
+            lines.append(f"- {attack}:{text.removeprefix(' Attack budget:')}".rstrip("."))
+    spread = max((target_accuracy(mine)[1] for _, mine in groups(rows, lambda r: (r.get("defense"), str(r.get("defense_params")))).items()), default=0.0)
+    if spread > 0:
+        lines.append(
+            f"- Target accuracy of a randomised defense is measured with fresh noise in every run, so runs of one seed differ "
+            f"(here by up to {fmt(100 * spread)} points); each seed counts once, with the mean of its runs."
+        )
+    return lines
+
+
 def markdown(rows: list[dict[str, Any]], defense: str, param: str, scenario: str) -> str:
-    """tradeoff.md: the table, with the thread count and seeds it rests on."""
+    """tradeoff.md: the table with a judgement per strength, the answer to "which strength protects, at what
+    cost", the attacks' budgets, and the thread count and seeds it rests on."""
     records = by_strength(rows, param)
     columns = ["target_acc"] + (["epsilon"] if any(e["epsilon"] is not None for e in records.values()) else [])
     for attack, metric in series(rows):
         columns += [f"{attack} {metric}", f"{attack} {metric} trivial"]
     seeds = sorted({r["seed"] for r in rows})
     threads = sorted({r.get("threads") for r in rows}, key=str)
+    verdicts = {value: judgement(mine) for value, mine in _strengths(rows, param)}
     lines = [
         f"# Trade-off: {defense} by {param}",
         "",
@@ -74,18 +102,38 @@ def markdown(rows: list[dict[str, Any]], defense: str, param: str, scenario: str
         f"'trivial' is the same metric for the attacker's mean image (reconstruction, class) or the most common value (attributes). "
         "Two rows differ only where their intervals do not overlap.",
         "",
+        RULE,
+        "",
     ]
-    body = [["none" if k is None else k] + [e.get(c) for c in columns] for k, e in records.items()]
-    return "\n".join(lines) + table([param, *columns], body)
+    body = [["none" if k is None else k] + [e.get(c) for c in columns] + [verdicts[k]] for k, e in records.items()]
+    return "\n".join(lines) + table([param, *columns, "judgement"], body) + "\n" + "\n".join(notes(rows)) + "\n"
+
+
+def panels(rows: list[dict[str, Any]], label: Any = None) -> list[Panel]:
+    """One privacy-utility panel per (attack, success metric) of the rows: a series per defense (strength
+    labels from `label(row)`, default the defense parameters), the undefended model, the trivial answer."""
+    out = []
+    for attack, metric in series(rows):
+        runs = [r for r in rows if r["attack"] == attack and isinstance(r.get(metric), (int, float))]
+        plain = [r for r in runs if not r.get("defense")]
+        reference = None
+        if plain:
+            accuracy = target_accuracy(plain)[0]
+            reference = (accuracy.mean, metric_interval(plain, metric).mean) if accuracy else None
+        base = metric_interval(plain or runs, metric, lambda r, m=metric: trivial(r, m))
+        by_defense: dict[str, list] = {}
+        for _, mine in groups([r for r in runs if r.get("defense")], lambda r: (r["defense"], str(sorted((r.get("defense_params") or {}).items())))).items():
+            accuracy = target_accuracy(mine)[0]
+            note = label(mine[0]) if label else ", ".join(f"{v}" for k, v in sorted((mine[0].get("defense_params") or {}).items()) if k != "train")
+            if accuracy:
+                by_defense.setdefault(mine[0]["defense"], []).append((accuracy.mean, metric_interval(mine, metric).mean, note))
+        higher = METRICS.get(metric).higher_is_better if metric in METRICS.names() else True
+        out.append(Panel(f"{attack}: {metric}", metric, {k: sorted(v) for k, v in by_defense.items()}, reference, base.mean if base else None, higher, MARGINS.get(metric)))
+    return out
 
 
 def plot(rows: list[dict[str, Any]], defense: str, param: str, values: list[Any], path: Path) -> None:
-    """Target accuracy against each attack-success metric, one panel each; the undefended model as a star."""
-    records = by_strength(rows, param)
-    panels = []
-    for attack, metric in series(rows):
-        key = f"{attack} {metric}"
-        swept = [(e[key].mean, e["target_acc"].mean, f"{k:g}") for k, e in records.items() if k is not None and e[key] is not None]
-        reference = (records[None][key].mean, records[None]["target_acc"].mean) if None in records and records[None][key] else None
-        panels.append((key, {defense: swept}, reference))
-    tradeoff_figure(panels, f"{defense}: {param} in {values}", path)
+    """Each attack-success metric against target accuracy, one panel each: the strengths as labelled points,
+    the undefended model as a star, the trivial answer as a dotted line, the Pareto front dashed."""
+    tradeoff_figure(panels(rows, lambda r: f"{param}={strength(r, param):g}" if isinstance(strength(r, param), (int, float)) else str(strength(r, param))),
+                    f"{defense}: {param} in {values}", path)
