@@ -4,15 +4,11 @@
 or model file from Python; they are imported on first use, so `import modelinv` stays fast.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 __version__ = "0.1.0"
 __all__ = ["Results", "audit", "run"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """`audit`, `run` and `Results` from `modelinv.api`, imported lazily (torch and the pipeline load on first use)."""
     if name in __all__:
         from modelinv import api

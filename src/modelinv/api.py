@@ -141,6 +141,7 @@ def audit_config(
     num_targets: int = 64,
     seed: int = 0,
     evaluator_epochs: int | None = None,
+    defenses: list[dict[str, Any]] | None = None,
 ) -> AuditConfig:
     """The validated audit config of a model file (what `modelinv audit` builds from its flags).
 
@@ -162,6 +163,7 @@ def audit_config(
             "seed": seed,
             "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch), "train": {"epochs": evaluator_epochs}},
             "target_options": options,
+            "defenses": defenses,
         },
     )
 
@@ -234,6 +236,7 @@ def audit(
     num_targets: int = 64,
     seed: int = 0,
     evaluator_epochs: int | None = None,
+    defenses: list[dict[str, Any]] | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> Results:
@@ -244,6 +247,8 @@ def audit(
     "server", "full"). `normalize=(mean, std)` is applied to the [0, 1] data before the model (None: as
     they are); it is shown in the report with the measured accuracy, and a warning names it when the
     accuracy is far below `expected_accuracy` or another common normalisation does much better.
+    `defenses` lists the output defenses to rank ({"name", "params"}; default: three strengths of each
+    defense the access allows; [] for none).
 
     Shape: the model takes (N, C, H, W) images in [0, 1] (after `normalize`) and returns (N, classes) logits.
 
@@ -264,7 +269,7 @@ def audit(
     configs = [
         audit_config(
             path, arch, data, a, trust_code=trust, normalize=normalize, expected_accuracy=expected_accuracy, white_box=white_box,
-            attacks=attacks, params=params, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs,
+            attacks=attacks, params=params, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs, defenses=defenses,
         )
         for a in accesses
     ]

@@ -280,7 +280,7 @@ def normalisation_warnings(net: LayeredNet, data: Dataset, accuracy: float, expe
     if len(stats[0]) != channels:
         stats = [sum(stats[0]) / len(stats[0])] * channels, [sum(stats[1]) / len(stats[1])] * channels
     candidates = {"None": None, "(0.5, 0.5)": ([0.5] * channels, [0.5] * channels), f"{describe(stats)} (the data's mean and std)": stats}
-    chance = 1.0 / max(2, int(data.y.max()) + 1)
+    chance = 1.0 / max(2, int(getattr(data, "num_classes", 0) or int(data.y.max()) + 1))
     warnings = []
     low = (expected is not None and accuracy < expected - margin) or accuracy < 2 * chance
     best_name, best_acc = None, accuracy
