@@ -86,12 +86,14 @@ def test_full_mnist_from_idx_files(capsys, tmp_path):
     assert float(out.split("test accuracy ")[1].split(",")[0]) > 0.5
 
 
-def test_corrupted_checkpoint(capsys):
+def test_corrupted_checkpoint(capsys, monkeypatch):
+    """A corrupt cache entry is refused in one line naming the file when asked (the default retrains it: test_cache_integrity)."""
     args = ("train", "--model", "splitnn-mlp", "--epochs", "1", "--seed", "7")
     code, out, _ = cli(capsys, *args)
     assert code == 0
     path = Path(out.split("checkpoint: ")[1].split()[0])
     (path / "weights.safetensors").write_bytes(b"corrupted")
+    monkeypatch.setenv("MODELINV_CACHE_ON_CORRUPT", "error")
     code, _, err = cli(capsys, *args)
     assert_one_line_error(code, err, "corrupted checkpoint file", str(path / "weights.safetensors"))
 

@@ -273,12 +273,16 @@ def test_folder_of_16_bit_images(tmp_path):
 
 def test_folder_errors(tmp_path):
     save(tmp_path / "d" / "a" / "ok.png", grey(1))
+    save(tmp_path / "d" / "b" / "ok.png", grey(1))
     (tmp_path / "d" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     fails(lambda: load(f"folder:{tmp_path / 'd'}"), "broken.jpg")
     (tmp_path / "e" / "a").mkdir(parents=True)
+    save(tmp_path / "e" / "b" / "ok.png", grey(1))
     fails(lambda: load(f"folder:{tmp_path / 'e'}"), str(tmp_path / "e" / "a"))
     (tmp_path / "f").mkdir()
     fails(lambda: load(f"folder:{tmp_path / 'f'}"), str(tmp_path / "f"))
+    save(tmp_path / "g" / "only" / "ok.png", grey(1))
+    fails(lambda: load(f"folder:{tmp_path / 'g'}"), str(tmp_path / "g"), "only one class")
 
 
 # --- csv: ---------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from modelinv.errors import ModelinvError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Attack, defend and audit neural networks against model inversion.")
 console = Console(soft_wrap=True)
+MAX_SEED = 2**32 - 1  # NumPy's seed range; as experiment.config.Seed
 
 
 class Catalogue(str, Enum):
@@ -78,10 +79,10 @@ def list_components(
 def train(
     data: str = typer.Option("mnist5k", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
     model: str = typer.Option("lenet", help="architecture name (see `modelinv list models`)"),
-    seed: int = typer.Option(0, help="seed for the split, initialisation and training"),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="seed for the split, initialisation and training"),
     split: str = typer.Option("same-distribution", help="threat-model split the private training set comes from"),
-    epochs: Optional[int] = typer.Option(None, help="maximum epochs (early stopping on validation accuracy)"),
-    image_size: Optional[int] = typer.Option(None, help="resize images to this size"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="maximum epochs (early stopping on validation accuracy)"),
+    image_size: Optional[int] = typer.Option(None, min=4, help="resize images to this size"),
     label_column: Optional[str] = typer.Option(None, help="label column of a csv: source"),
 ) -> None:
     """Train a target model on the private training split (or load it from the cache) and report its accuracy."""
@@ -92,7 +93,7 @@ def train(
 
     start = time.perf_counter()
     data_cfg = validate(DataConfig, {"source": data, "split": split, "image_size": image_size, "label_column": label_column}, "data")
-    model_cfg = validate(ModelConfig, {"arch": model, "train": {"epochs": epochs} if epochs else {}}, "target")
+    model_cfg = validate(ModelConfig, {"arch": model, "train": {} if epochs is None else {"epochs": epochs}}, "target")
     splits = load_splits(data_cfg, seed)
     net, meta = train_model("target", model_cfg, splits.private_train, splits.private_test, seed)
     acc = accuracy(net, splits.private_test)
@@ -173,7 +174,7 @@ def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="results directory: results.sqlite and runs/<run_id>/ with PNG grids"),
-    seed: int = typer.Option(0, help="seed of every run"),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="seed of every run"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
     """The main job: split-inference inversion attacks on MNIST (He et al. 2019 and the split-NN attacker)."""
@@ -217,9 +218,9 @@ def audit(
     white_box: str = typer.Option("none", "--white-box", help="model part the attacker also knows: none, client, server, full"),
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="attack to run (repeatable); default: all the access allows"),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping attack names to their parameters"),
-    num_targets: int = typer.Option(64, "--num-targets", help="private test inputs attacked"),
-    evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", help="training epochs of the judge (default 20)"),
-    seed: int = typer.Option(0, "--seed"),
+    num_targets: int = typer.Option(64, "--num-targets", min=1, help="private test inputs attacked"),
+    evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", min=1, help="training epochs of the judge (default 20)"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
 ) -> None:
@@ -341,6 +342,9 @@ def report(
 ) -> None:
     """Write DIR/report.html: verdict, leaderboard, privacy-utility plots, every run's images, environment."""
     from modelinv.report.html import write_report
+    from modelinv.validation import check_output_dir
+
+    check_output_dir(directory, "results directory")
 
     console.print(f"wrote {write_report(directory, title=title)}")
 
@@ -480,14 +484,14 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ModelinvError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever the message quotes
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # typer's usage errors: missing argument, unknown option, bad value
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(2)
     if code == 130:  # typer returns 130 for Ctrl-C when not in standalone mode
         print("interrupted; finished results are kept", file=sys.stderr)

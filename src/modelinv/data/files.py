@@ -1,6 +1,9 @@
 """Datasets read from the user's files, chosen by a prefix: `idx:`, `npz:`, `folder:` (images) and `csv:` (tabular).
 
-Every problem with a file is reported as a one-line ModelinvError naming the file (and the array, column or row).
+Every problem with a file is reported as a one-line ModelinvError naming the file (and the array, column or row):
+decoding, zip and gzip errors, sizes beyond the memory budget (checked from headers, before allocating), data
+that would need unpickling (refused, never unpickled), one-class label sets, and CSV cells that do not fit
+their column (a stray word, `inf` or a NUL byte in a numeric column).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import gzip
 import io
 import math
 import re
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from modelinv.data.transforms import resize, to_channels
 from modelinv.data.types import ImageDataset, TabularDataset
 from modelinv.errors import ModelinvError
 from modelinv.registry import Registry
+from modelinv.validation import check_allocation, memory_budget
 
 FILE_SOURCES: Registry = Registry("file source")
 
@@ -44,12 +49,20 @@ def _file(path: str) -> Path:
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The bytes of `path`, decompressed if it is gzipped (recognised by its magic bytes, not its name)."""
+    """The bytes of `path`, decompressed if it is gzipped (recognised by its magic bytes, not its name), within the memory budget."""
     try:
+        check_allocation(path.stat().st_size, f"reading {path}")
         raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        if raw[:2] != b"\x1f\x8b":
+            return raw
+        limit = memory_budget()
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            data = f.read(limit + 1)  # a gzip bomb stops at the budget
     except (OSError, EOFError, zlib.error) as err:
-        raise ModelinvError(f"cannot read {path}: {_one_line(err)}") from err
+        raise ModelinvError(f"cannot read {path}: {_one_line(err)}") from None
+    if len(data) > limit:
+        raise ModelinvError(f"{path} decompresses to more than the memory budget of {limit / 2**30:,.1f} GiB (set MODELINV_MEMORY_BUDGET_GB to change it)")
+    return data
 
 
 def _labels(values: np.ndarray) -> tuple[torch.Tensor, tuple[str, ...]]:
@@ -57,6 +70,12 @@ def _labels(values: np.ndarray) -> tuple[torch.Tensor, tuple[str, ...]]:
     distinct, index = np.unique(values, return_inverse=True)
     names = tuple(str(v.item() if isinstance(v, np.generic) else v) for v in distinct)
     return torch.from_numpy(index.reshape(-1).astype(np.int64)), names
+
+
+def _two_classes(classes: tuple[str, ...], where: str) -> None:
+    """Refuse labels of one class: a classifier trained on them learns nothing, and every attack 'succeeds'."""
+    if len(classes) < 2:
+        raise ModelinvError(f"{where} holds only one class ('{classes[0]}'); a classifier needs at least two")
 
 
 # --- idx: ---------------------------------------------------------------------------------------------------------
@@ -104,6 +123,8 @@ def read_idx(spec: str) -> ImageDataset:
     if len(images) == 0:
         raise ModelinvError(f"{images_path} holds no images")
     y, classes = _labels(labels)
+    _two_classes(classes, f"labels file {labels_path}")
+    check_allocation(images.size * 4, f"the images of {images_path} as float32")
     x = torch.from_numpy(images.copy()).unsqueeze(1).to(torch.float32).div_(255.0)
     return ImageDataset(x=x, y=y, classes=classes, name=f"idx:{images_path.name}")
 
@@ -123,6 +144,7 @@ def _image_tensor(x: np.ndarray, what: str) -> torch.Tensor:
         raise ModelinvError(f"{what} has shape {x.shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3")
     if len(x) == 0:
         raise ModelinvError(f"{what} holds no images")
+    check_allocation(x.size * 4, f"{what} as float32")
     if x.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)
     if not np.issubdtype(x.dtype, np.floating):
@@ -133,24 +155,77 @@ def _image_tensor(x: np.ndarray, what: str) -> torch.Tensor:
     return t
 
 
+NPY_MAX_HEADER = 10_000
+"""Largest .npy header read (NumPy's own default limit)."""
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError)
+"""What reading a damaged, encrypted or oddly compressed zip member raises."""
+
+
+def _npy_member(archive: zipfile.ZipFile, name: str, what: str) -> np.ndarray:
+    """The .npy array stored as `name` in `archive`, its header checked before anything is allocated: the
+    declared size must match the bytes stored and fit the memory budget, and object arrays (which only
+    pickle can read) are refused without being read."""
+    info = archive.getinfo(name)
+    if not name.endswith(".npy"):
+        raise ModelinvError(f"{what} is stored as '{name}', not as a .npy array; modelinv reads only .npy members (no pickles)")
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=NPY_MAX_HEADER)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=NPY_MAX_HEADER)
+            else:
+                raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported (save it with numpy.savez)")
+        except ValueError as err:
+            raise ModelinvError(f"{what} is not a readable .npy array: {_one_line(err)}") from None
+        if dtype.hasobject:
+            raise ModelinvError(f"{what} holds Python objects (dtype {dtype}), which only unpickling could read; modelinv never unpickles data: store numbers")
+        if any(d < 0 for d in shape):
+            raise ModelinvError(f"{what} declares the impossible shape {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        stored = info.file_size - f.tell()
+        if nbytes != stored:
+            raise ModelinvError(f"{what} declares shape {shape} of {dtype} ({nbytes:,} bytes) but stores {stored:,} bytes: the file is truncated or corrupt")
+        check_allocation(nbytes, what)
+        buffer = np.empty(nbytes, dtype=np.uint8)
+        got = f.readinto(memoryview(buffer)) if nbytes else 0
+    if got != nbytes:
+        raise ModelinvError(f"{what} is truncated: {got:,} of {nbytes:,} bytes")
+    return buffer.view(dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _npz_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """The arrays `keys` of the .npz archive `path`, read with `_npy_member`; every error names the file."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except ZIP_ERRORS as err:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(6)
+        except OSError:
+            head = b""
+        if head == b"\x93NUMPY":
+            raise ModelinvError(f"{path} is a single .npy array, not an npz archive with arrays {' and '.join(repr(k) for k in keys)}") from None
+        raise ModelinvError(f"cannot read {path} as an npz archive (a zip of .npy arrays): {_one_line(err)}") from None
+    with archive:
+        try:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            for key in keys:
+                if key not in members:
+                    raise ModelinvError(f"{path} has no array '{key}' (it has: {', '.join(sorted(members)) or 'none'})")
+            return [_npy_member(archive, members[key], f"array '{key}' of {path}") for key in keys]
+        except ZIP_ERRORS as err:
+            raise ModelinvError(f"cannot read {path} as an npz archive (a zip of .npy arrays): {_one_line(err)}") from None
+
+
 @FILE_SOURCES.register("npz", kind="image", usage="npz:PATH", options=())
 def read_npz(spec: str) -> ImageDataset:
-    """A NumPy .npz archive of images `x` ((N,H,W), (N,C,H,W) or (N,H,W,C); uint8 or float in [0, 1]) and labels `y`."""
+    """A NumPy .npz archive of images `x` ((N,H,W), (N,C,H,W) or (N,H,W,C); uint8 or float in [0, 1]) and labels `y`.
+
+    Only .npy members are read, their headers checked first (size, no Python objects): nothing is unpickled."""
     path = _file(spec)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ModelinvError(f"cannot read {path} as an npz archive: {_one_line(err)}") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ModelinvError(f"{path} is a single .npy array, not an npz archive with arrays 'x' and 'y'")
-    with archive:
-        for key in ("x", "y"):
-            if key not in archive.files:
-                raise ModelinvError(f"{path} has no array '{key}' (it has: {', '.join(archive.files) or 'none'})")
-        try:
-            x, y = archive["x"], archive["y"]
-        except (OSError, ValueError, EOFError) as err:
-            raise ModelinvError(f"cannot read arrays of {path}: {_one_line(err)}") from err
+    x, y = _npz_arrays(path, ("x", "y"))
     images = _image_tensor(x, f"array 'x' of {path}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -159,6 +234,7 @@ def read_npz(spec: str) -> ImageDataset:
     if len(y) != len(images):
         raise ModelinvError(f"{path}: array 'x' holds {len(images)} images but array 'y' holds {len(y)} labels")
     labels, classes = _labels(y)
+    _two_classes(classes, f"array 'y' of {path}")
     return ImageDataset(x=images, y=labels, classes=classes, name=f"npz:{path.name}")
 
 
@@ -192,18 +268,32 @@ def read_folder(spec: str, image_size: int | None = None) -> ImageDataset:
         raise ModelinvError(f"data folder expected but {spec} is a file")
     if not root.is_dir():
         raise ModelinvError(f"data folder not found: {spec}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    try:
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as err:
+        raise ModelinvError(f"cannot read data folder {root}: {_one_line(err)}") from None
     if not class_dirs:
         raise ModelinvError(f"{root} has no class sub-folders (expected one sub-folder of images per class)")
+    if len(class_dirs) == 1:
+        raise ModelinvError(f"{root} holds only one class sub-folder ('{class_dirs[0].name}'); a classifier needs at least two")
     files: list[Path] = []
     labels: list[int] = []
     for label, class_dir in enumerate(class_dirs):
-        found = sorted(f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            found = sorted(f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as err:
+            raise ModelinvError(f"cannot read class folder {class_dir}: {_one_line(err)}") from None
         if not found:
             raise ModelinvError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         files += found
         labels += [label] * len(found)
-    read = [_read_image(f) for f in files]
+    if image_size is not None:
+        check_allocation(len(files) * 3 * image_size * image_size * 4, f"{len(files)} images of {root} at {image_size}x{image_size}")
+    read, total = [], 0
+    for f in files:
+        read.append(_read_image(f))
+        total += read[-1][0].numel() * 4
+        check_allocation(total, f"the images of {root}")
     channels = 1 if all(grey for _, grey in read) else 3
     if image_size is None:
         size = read[0][0].shape[1:]
@@ -226,11 +316,36 @@ def read_folder(spec: str, image_size: int | None = None) -> ImageDataset:
 # --- csv: ---------------------------------------------------------------------------------------------------------
 
 
-def _is_number(text: str) -> bool:
+def _cell(text: str) -> str:
+    """A cell as an error message quotes it: at most 40 characters."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _number(text: str) -> float | None:
+    """The number a cell holds (possibly not finite), or None if it is not one."""
     try:
-        return math.isfinite(float(text))
+        return float(text)
     except ValueError:
-        return False
+        return None
+
+
+def _check_column(path: Path, name: str, values: list[str], lines: list[int]) -> bool:
+    """Whether the column is numeric. A non-finite number is refused; so is a cell that is not a number in a
+    column whose cells are mostly numbers (a stray word or byte would otherwise turn it categorical unseen)."""
+    numbers = [_number(v) for v in values]
+    for row, (value, number) in enumerate(zip(values, numbers), start=1):
+        if number is not None and not math.isfinite(number):
+            raise ModelinvError(f"{path}: non-finite value {_cell(value)} in column '{name}' at row {row} (line {lines[row - 1]})")
+    numeric = sum(n is not None for n in numbers)
+    if numeric == len(values):
+        return True
+    if 2 * numeric >= len(values):
+        row = next(i for i, n in enumerate(numbers, start=1) if n is None)
+        raise ModelinvError(
+            f"{path}: column '{name}' holds numbers but row {row} (line {lines[row - 1]}) holds {_cell(values[row - 1])}; "
+            "fix the cell, or write every value of a categorical column as text"
+        )
+    return False
 
 
 @FILE_SOURCES.register("csv", kind="tabular", usage="csv:PATH", options=("label_column",))
@@ -253,6 +368,8 @@ def read_csv(spec: str, label_column: str | None = None) -> TabularDataset:
                 rows.append((reader.line_num, [cell.strip() for cell in row]))
     except csv.Error as err:
         raise ModelinvError(f"{path}: bad CSV at line {reader.line_num}: {_one_line(err)}") from err
+    if "\x00" in text:
+        raise ModelinvError(f"{path}: NUL byte on line {text.count(chr(10), 0, text.index(chr(0))) + 1}; is it a binary file?")
     if not rows:
         raise ModelinvError(f"{path} is empty (expected a header row and data rows)")
     header = rows[0][1]
@@ -275,15 +392,18 @@ def read_csv(spec: str, label_column: str | None = None) -> TabularDataset:
             if cell.lower() in MISSING:
                 raise ModelinvError(f"{path}: missing value in column '{name}' at row {number} (line {line})")
     table = {name: [row[i] for _, row in rows[1:]] for i, name in enumerate(header)}
+    lines = [line for line, _ in rows[1:]]
 
     label_values = table.pop(label_column)
-    if all(re.fullmatch(r"[+-]?\d+", v) for v in label_values):
+    _check_column(path, label_column, label_values, lines)
+    if all(re.fullmatch(r"[+-]?\d{1,18}", v) for v in label_values):  # int64, not a 5,000-digit integer
         y, classes = _labels(np.array([int(v) for v in label_values], dtype=np.int64))
     else:
         y, classes = _labels(np.array(label_values))
+    _two_classes(classes, f"label column '{label_column}' of {path}")
     features, levels = [], {}
     for name, values in table.items():
-        if all(_is_number(v) for v in values):
+        if _check_column(path, name, values, lines):
             features.append(np.array([float(v) for v in values]))
         else:
             index, levels[name] = _labels(np.array(values))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from modelinv.errors import ModelinvError
+from modelinv.validation import check_allocation
 
 # ITU-R BT.601 luma weights, as in Pillow's convert("L").
 LUMINANCE = (0.299, 0.587, 0.114)
@@ -16,6 +17,8 @@ def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     hw = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(x.shape[-2:]) == hw:
         return x
+    n, c = int(x.shape[0]), int(x.shape[1])
+    check_allocation(n * c * hw[0] * hw[1] * x.element_size(), f"{n} images resized to {hw[1]}x{hw[0]}")
     out = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
     return out.clamp_(0.0, 1.0)
 

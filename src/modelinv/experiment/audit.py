@@ -15,9 +15,11 @@ from pydantic import Field
 
 from modelinv.attacks import ATTACKS
 from modelinv.errors import AccessDenied, ModelinvError
-from modelinv.experiment.config import DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Strict
-from modelinv.experiment.runner import build_threat, check_names, prepare
+from modelinv.experiment.config import Count, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Seed, Strict
+from modelinv.experiment.preflight import check_layer, untrained_target
+from modelinv.experiment.runner import Setting, build_threat, check_names, load_splits
 from modelinv.observation import OBSERVATIONS
+from modelinv.validation import read_mapping
 
 # Output defenses tried by default, per observation, at three strengths each (weakest first).
 DEFAULT_DEFENSES: dict[str, list[tuple[str, str, list[Any]]]] = {
@@ -34,12 +36,12 @@ class AuditConfig(Strict):
     data: DataConfig
     access: str = Field(description="what the attacker sees: features[:LAYER], probs, logits or label")
     white_box: Literal["none", "client", "server", "full"] = "none"
-    seed: int = 0
+    seed: Seed = 0
     attacks: list[str] | None = Field(None, description="default: every attack the access allows")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="attack name -> parameters")
     defenses: list[DefenseConfig] | None = Field(None, description="default: the output defenses for the access, 3 strengths each")
-    num_targets: int = Field(64, ge=1)
-    per_class: int = Field(5, ge=1)
+    num_targets: Count = 64
+    per_class: Count = 5
     evaluator: ModelConfig | None = Field(None, description="the judge; default: as in experiments")
     target_options: dict[str, Any] = Field(default_factory=dict, description="more fields of the target: trust_code, normalize, expected_acc (ModelConfig)")
 
@@ -97,25 +99,15 @@ def applicable_attacks(cfg: AuditConfig, setting) -> list[str]:
 def audit_grid(cfg: AuditConfig) -> list[ExperimentConfig]:
     """The audit as a grid: every applicable attack undefended, then against each output defense.
 
-    The given model is loaded once here to decide which attacks its access allows; the runner then
-    loads it again per run from the same file (cheap), so every run is reproducible from its config."""
-    attacks = applicable_attacks(cfg, prepare(cfg.experiment(cfg.attacks[0] if cfg.attacks else ATTACKS.names()[0])))
+    The data and the given model are loaded here, before anything is trained, to check the access's layer
+    and decide which attacks the access allows; the runner then loads them again per run from the same files
+    (cheap), so every run is reproducible from its config. The judge is trained by the first run."""
+    first = cfg.experiment(cfg.attacks[0] if cfg.attacks else ATTACKS.names()[0])
+    splits = load_splits(first.data, first.seed)
+    target = untrained_target(first, splits)
+    check_layer(first, splits, target)
+    attacks = applicable_attacks(cfg, Setting(splits, target, {}, None, None, {}))
     return [cfg.experiment(attack, defense) for defense in [None, *(cfg.output_defenses() if attacks else [])] for attack in attacks]
-
-
-def read_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML or JSON file holding a mapping; errors name the file."""
-    import yaml
-
-    if not Path(path).is_file():
-        raise ModelinvError(f"{what} not found: {path}")
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError:
-        raise ModelinvError(f"{what} {path} is not valid YAML or JSON") from None
-    if not isinstance(raw, dict):
-        raise ModelinvError(f"{what} {path} must hold a mapping")
-    return raw
 
 
 def load_params(path: Path | None) -> dict[str, dict[str, Any]]:
@@ -123,7 +115,7 @@ def load_params(path: Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
     raw = read_mapping(path, "parameter file")
-    if not all(isinstance(v, dict) for v in raw.values()):
+    if not all(isinstance(k, str) and isinstance(v, dict) for k, v in raw.items()):
         raise ModelinvError(f"parameter file {path} must map attack names to parameter mappings")
     return raw
 

@@ -6,39 +6,63 @@ A `Scenario` is everything but the attack and the defense; an `ExperimentConfig`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from modelinv.data.schema import TabularSchema
 from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
 from modelinv.observation import Observation
-from modelinv.validation import validate
+from modelinv.validation import read_yaml, validate
+
+Seed = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1, description="drives data splits, initialisation and optimisation")]
+"""A seed: an integer in [0, 2^32) (NumPy's range); a boolean or a float is refused, not read as a number."""
+Count = Annotated[int, Field(strict=True, ge=1)]
+"""A positive count: `true` is refused, not read as 1."""
+Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A finite number, not a boolean."""
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _train_field(name: str, **bounds: Any) -> Any:
+    info = TrainConfig.model_fields[name]
+    return Field(info.default, description=info.description, **bounds)
+
+
+class TrainSettings(TrainConfig):
+    """`TrainConfig` as a config gives it: counts strict (`epochs: true` is refused), the learning rate finite and
+    at most 10 (larger only overflows), everything else as TrainConfig; its dump, and so the cache key, is TrainConfig's."""
+
+    epochs: int = _train_field("epochs", strict=True, ge=1, le=1_000_000)
+    batch_size: int = _train_field("batch_size", strict=True, ge=1)
+    lr: float = _train_field("lr", gt=0, le=10, allow_inf_nan=False)
+    weight_decay: float = _train_field("weight_decay", ge=0, allow_inf_nan=False)
+    augment_shift: int = _train_field("augment_shift", strict=True, ge=0)
+    val_fraction: float = _train_field("val_fraction", gt=0, lt=1)
+    patience: int | None = _train_field("patience", strict=True, ge=1)
+
+
 class DataConfig(Strict):
     source: str = Field("mnist5k", description="dataset name or file source (idx:, npz:, folder:, csv:)")
     split: Literal["same-distribution", "class-disjoint", "cross-domain"] = "same-distribution"
     public_source: str | None = Field(None, description="the attacker's data source for cross-domain splits")
-    image_size: int | None = Field(None, ge=4, description="resize images to this size")
+    image_size: int | None = Field(None, strict=True, ge=4, description="resize images to this size (within the memory budget)")
     label_column: str | None = None
     tabular: TabularSchema | None = Field(None, description="the schema of tabular data: sensitive column, categorical levels, bins")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     public_fraction: float = Field(0.3, gt=0, lt=1)
-    private_classes: list[int] | None = None
+    private_classes: list[Annotated[int, Field(strict=True, ge=0)]] | None = None
     evaluator_fraction: float = Field(0.5, gt=0, lt=1, description="share of the private training pool that trains the judge (images)")
 
 
 class ModelConfig(Strict):
     arch: str = Field("lenet", description="a registered architecture; with `weights` also module:path.to.factory (your own class), 'onnx' or 'torchscript'")
     args: dict[str, Any] = Field(default_factory=dict)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainSettings = Field(default_factory=TrainSettings)
     weights: str | None = Field(None, description="a trained model to load instead of training: safetensors of `arch`, an ONNX or a TorchScript file")
     trust_code: bool = Field(
         False, description="with `weights`: run a TorchScript file (in a confined worker process) or import the module of a module:factory `arch`; refused otherwise"
@@ -71,7 +95,7 @@ class AccessConfig(Strict):
     observe: Observation | None = "features"
     layer: str | None = Field(None, description="cut layer for features; default: the model's split layer")
     white_box: Literal["none", "client", "server", "full"] = "none"
-    query_budget: int | None = Field(None, ge=1)
+    query_budget: Count | None = None
     endpoint: str | None = Field(None, description="URL of the target served by `modelinv serve`: observations are queried over HTTP")
     key_env: str = Field("MODELINV_API_KEY", description="environment variable holding the endpoint's API key (the key never enters the config)")
     key_file: str | None = Field(None, description="file holding the endpoint's API key, instead of key_env")
@@ -92,12 +116,12 @@ class SweepConfig(Strict):
 
     defense: str
     param: str
-    values: list[int | float] = Field(min_length=1)
+    values: list[Number] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class Scenario(Strict):
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig = Field(default_factory=DataConfig)
     target: ModelConfig = Field(default_factory=ModelConfig)
     evaluator: ModelConfig | None = Field(None, description="the judge; default: an architecture distinct from the target")
@@ -107,9 +131,9 @@ class Scenario(Strict):
         description="what the attacker trains or queries with (He et al. Table 4: same set, same distribution, noise; public+private-train: both pools, to test data volume; "
         "gaussian-noise N(0.5, 0.25^2) clipped to [0, 1] (the paper draws Gaussian inputs), uniform-noise U[0, 1])",
     )
-    num_targets: int = Field(64, ge=1, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")
-    per_class: int = Field(5, ge=1, description="inversions per private class (class-representative attacks)")
-    metrics: list[str] | None = Field(None, description="default: by the attack's goal, reconstruction or class")
+    num_targets: Count = Field(64, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")
+    per_class: Count = Field(5, description="inversions per private class (class-representative attacks)")
+    metrics: list[str] | None = Field(None, min_length=1, description="default (or null): by the attack's goal, reconstruction or class; an empty list is refused")
 
 
 class ExperimentConfig(Scenario):
@@ -120,7 +144,7 @@ class ExperimentConfig(Scenario):
 class TradeoffConfig(Scenario):
     attacks: list[AttackConfig] = Field(min_length=1)
     sweep: SweepConfig
-    seeds: list[int] | None = Field(None, description="default: [seed]; with several, every table shows a 95% interval")
+    seeds: list[Seed] | None = Field(None, min_length=1, description="default: [seed]; with several, every table shows a 95% interval")
 
     def experiments(self) -> list[ExperimentConfig]:
         """The grid: the undefended reference first, then each strength; per strength each seed, per seed each attack."""
@@ -133,14 +157,11 @@ class TradeoffConfig(Scenario):
 
 
 def load_config(path: Path, schema: type[Scenario] = ExperimentConfig) -> Scenario:
-    """Read and validate a YAML config (an experiment by default); errors name the file or the field."""
+    """Read and validate a YAML config (an experiment by default); errors name the file or the field.
+
+    The file is read by `modelinv.validation.read_yaml`: UTF-8, no duplicate keys, alias expansion bounded."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelinvError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ModelinvError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise ModelinvError(f"config file {path} must hold a mapping of fields")
     return validate(schema, raw)

@@ -11,7 +11,7 @@ import json
 
 from pydantic import Field
 
-from modelinv.experiment.config import AttackConfig, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Scenario
+from modelinv.experiment.config import AttackConfig, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Scenario, Seed
 
 
 class GridConfig(Scenario):
@@ -20,11 +20,11 @@ class GridConfig(Scenario):
     `datasets` and `targets` default to the scenario's single `data` and `target`; a `null` in
     `defenses` is the undefended reference; `seeds` default to the scenario's single `seed`."""
 
-    datasets: list[DataConfig] | None = Field(None, description="default: [data]")
-    targets: list[ModelConfig] | None = Field(None, description="default: [target]")
+    datasets: list[DataConfig] | None = Field(None, min_length=1, description="default: [data]")
+    targets: list[ModelConfig] | None = Field(None, min_length=1, description="default: [target]")
     defenses: list[DefenseConfig | None] = Field(default_factory=lambda: [None], min_length=1)
     attacks: list[AttackConfig] = Field(min_length=1)
-    seeds: list[int] | None = Field(None, description="default: [seed]")
+    seeds: list[Seed] | None = Field(None, min_length=1, description="default: [seed]")
 
     def experiments(self) -> list[ExperimentConfig]:
         """Every point of the grid, attacks innermost: runs sharing data, target, defense and seed are adjacent."""

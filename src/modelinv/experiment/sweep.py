@@ -26,9 +26,11 @@ import torch
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import GridConfig, run_id
+from modelinv.experiment.preflight import check_grid
 from modelinv.experiment.runner import check_names, run_experiment, write_run
 from modelinv.metrics import METRICS
-from modelinv.results import ResultsStore, defense_label
+from modelinv.results import DATABASE, ResultsStore, defense_label
+from modelinv.validation import check_output_dir
 
 EXECUTORS = ("local", "ray")
 # The config fields that determine each model a run may train and cache for the runs after it
@@ -225,12 +227,14 @@ def run_grid(
     experiments = {run_id(cfg): cfg for cfg in configs}
     for cfg in experiments.values():  # unknown attacks, defenses, parameters or metrics fail before any work
         check_names(cfg)
-    out = Path(out).resolve()  # workers may run in another directory, or on another machine of a Ray cluster
+    out = check_output_dir(Path(out), "output directory (--out)").resolve()  # workers may run elsewhere, or on another machine of a Ray cluster
+    done = previous_runs(out)
+    todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
+    # layers, access, the number of targets: checked for every run still to do before anything is written or trained
+    check_grid(list(todo.values()), describe=(lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})") if len(experiments) > 1 else (lambda cfg: ""))
     store = ResultsStore(out)
     try:
         store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
-        done = store.done()
-        todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
         log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
         if todo:
             pool = make_executor(executor, address, workers, threads, len(todo))
@@ -242,6 +246,17 @@ def run_grid(
                 pool.close()
         rows = {row["run_id"]: row for row in store.rows()}
         return [rows[rid] for rid in experiments]
+    finally:
+        store.close()
+
+
+def previous_runs(out: Path) -> set[str]:
+    """The run_ids finished in `out`'s results store, read without creating anything."""
+    if not (out / DATABASE).is_file():
+        return set()
+    store = ResultsStore(out, create=False)
+    try:
+        return store.done()
     finally:
         store.close()
 
