@@ -70,12 +70,13 @@ def report(tmp_path_factory):
 def test_report_is_self_contained_with_leaderboard_runs_and_plots(report):
     page = Page()
     page.feed(report.read_text())
-    assert page.headings == ["Verdict", "Leaderboard", "Privacy-utility", "Runs", "Environment and reproduction"]
+    assert page.headings == ["Verdict", "Defenses: privacy-utility front and the cheapest protection", "Leaderboard", "Privacy-utility", "Runs", "Environment and reproduction"]
     assert {"rmle", "inverse-net"} <= set(page.cells) and "laplace-noise(scale=0.5, train=True)" in " ".join(page.cells)
-    assert len(page.images) == 4 + 1  # one grid per run, one privacy-utility figure
+    assert len(page.images) == 4 * 8 * 2 + 1  # each run's 8 targets, original and reconstruction; one privacy-utility figure
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
-        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[0] > 50
+        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[0] >= 28
+    assert max(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[0] for src in page.images) == 1100
     assert page.links == []
     assert "modelinv sweep grid.yaml --out results" in report.read_text()
 
@@ -100,7 +101,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
     subprocess.run([chromium(), *flags, "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()], timeout=120, capture_output=True)
     dom = subprocess.run([chromium(), *flags, "--dump-dom", report.as_uri()], timeout=120, capture_output=True, text=True).stdout
-    assert dom.count("<img") == 5 and "<table>" in dom and "Leaderboard" in dom
+    assert dom.count("<img") == 4 * 8 * 2 + 1 and "<table>" in dom and "Leaderboard" in dom
     image = Image.open(shot).convert("RGB")
     assert image.size == (1200, 2400)
     colours = image.getcolors(maxcolors=1 << 20)

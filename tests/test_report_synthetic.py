@@ -5,9 +5,13 @@ seed's data hashes, undefended rows first, accuracy once per target, significant
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -141,7 +145,7 @@ def test_the_cheapest_defense_reaching_the_trivial_answer_is_named_not_the_best_
 def test_when_no_defense_protects_the_verdict_says_so_plainly_with_what_remains():
     summary = summarize({"accuracy_floor": 0.9}, "features:relu2", rows_for(SETTINGS[:4]))
     assert summary["cheapest"] is None
-    answer = summary["verdict"][-1]
+    answer = summary["protection"]
     assert answer.startswith("None of the 3 defenses tried brings the attacks down to the trivial answer: the most protective, laplace-noise(scale=0.5")
     assert "SSIM" not in answer and "ssim 0.55 (trivial 0.12)" in answer and "accuracy floor 90.0%" in answer
     json.dumps(summary)  # audit.json stays plain data
@@ -267,3 +271,43 @@ def test_a_figure_has_no_empty_panels():
     quadrant = three.convert("L").crop((three.size[0] // 2 + 20, three.size[1] // 2 + 40, three.size[0] - 20, three.size[1] - 20))
     assert quadrant.getextrema()[0] < 100
     assert tradeoff_figure([empty], "t") is None
+
+
+# ---- rendered in headless Chromium: the figures exist at a readable size ----
+
+MEASURE = """<script>
+const box = e => { const r = e.getBoundingClientRect(); return [e.className, Math.round(r.width), Math.round(r.height)]; };
+document.body.setAttribute("data-sizes", JSON.stringify([...document.querySelectorAll("img")].map(box)));
+document.body.setAttribute("data-width", String(document.documentElement.scrollWidth));
+</script>"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and os.environ.get("CI") != "true", reason="Chromium not installed (.ci/run installs it)")
+def test_rendered_figures_are_readable_in_headless_chromium(audit_report, tmp_path):
+    """The page as a browser lays it out at 1200 px: the plot at its full 1100 px column width (fonts at their
+    designed size), every grid image at least 56 px, nothing wider than the window; a screenshot is kept."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1200,2400"]
+    probe = tmp_path / "measured.html"
+    probe.write_text(audit_report.read_text().replace("</body>", MEASURE + "</body>"))
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], timeout=120, capture_output=True, text=True).stdout
+    sizes = json.loads(html.unescape(re.search(r'data-sizes="([^"]*)"', dom).group(1)))
+    plots = [s for s in sizes if s[0] == "plot"]
+    grids = [s for s in sizes if s[0] == "pix"]
+    assert len(plots) == 1 and plots[0][1] >= 1000 and plots[0][2] >= 500
+    assert len(grids) == len(SETTINGS) * 3 * 40 * 2 and all(w >= 56 and h >= 56 for _, w, h in grids)
+    assert int(re.search(r'data-width="(\d+)"', dom).group(1)) <= 1200
+    shot = tmp_path / "report.png"  # kept under pytest's basetemp, for looking at
+    subprocess.run([browser, *flags, f"--screenshot={shot}", audit_report.as_uri()], timeout=120, capture_output=True)
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 2400) and len(image.getcolors(maxcolors=1 << 20)) > 50
+
+
+def test_an_audit_verdict_passed_in_gets_the_defense_answer_appended(tmp_path):
+    rows = rows_for(SETTINGS[:4], seeds=(0,))
+    summary = summarize({}, "features:relu2", rows)
+    assert len(summary["verdict"]) == 1 and summary["verdict"][0].startswith("Inputs can be reconstructed")
+    report = write_report(store(tmp_path / "audit", rows, images=False), verdict=["Model under audit: lenet.safetensors", *summary["verdict"]])
+    items = re.findall(r"<li>(.*?)</li>", report.read_text().split("<h2>Verdict</h2>")[1].split("</ul>")[0])
+    assert len(items) == 3 and items[-1].startswith("None of the 3 defenses tried brings the attacks down to the trivial answer")

@@ -364,9 +364,11 @@ def rank_defenses(undefended: list[dict[str, Any]], defended: list[dict[str, Any
 
 
 def summarize(config: dict[str, Any], access: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """audit.json: the config, the attacks run, the verdict (one line per attack, then the protection answer),
-    the trivial answers, the defenses with their cost and protection (`outcomes`, cheapest first), the
-    cheapest protecting defense (`cheapest`, None when none protects) and the ratio ranking (`defenses`).
+    """audit.json: the config, the attacks run, the verdict (one line per attack), the answer on defenses
+    (`protection`: the cheapest defense reaching the trivial answer, or that none does; the report adds it to
+    its verdict), the trivial answers, the defenses with their cost and protection (`outcomes`, cheapest
+    first), the cheapest protecting defense (`cheapest`, None when none protects) and the ratio ranking
+    (`defenses`, kept for compatibility).
 
     An `accuracy_floor` in the config (set by the audit driver when it extends strengths) is quoted when no
     defense protects."""
@@ -377,7 +379,7 @@ def summarize(config: dict[str, Any], access: str, rows: list[dict[str, Any]]) -
     return {
         "config": config,
         "attacks": list(dict.fromkeys(r["attack"] for r in undefended)),
-        "verdict": verdict(undefended, access) + ([answer] if answer else []),
+        "verdict": verdict(undefended, access),
         "baselines": {r["attack"]: r.get("baselines") for r in undefended},
         "outcomes": outcomes,
         "cheapest": best["defense"] if best else None,

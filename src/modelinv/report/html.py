@@ -38,7 +38,7 @@ h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f0f0f0}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.trivial td{color:#555;font-style:italic}
-.verdict li{margin:.3rem 0}.rule{color:#444;font-size:.9rem}.answer{font-weight:600}
+.wide{overflow-x:auto}.verdict li{margin:.3rem 0}.rule{color:#444;font-size:.9rem}.answer{font-weight:600}
 .run{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 img{max-width:100%}img.plot{display:block;margin:.5rem 0}img.pix{image-rendering:pixelated;display:block}
 .grid{display:flex;flex-wrap:wrap;gap:6px}figure.target{margin:0;padding:3px;border:1px solid #eee;text-align:center}
@@ -55,9 +55,10 @@ def data_uri(png: bytes) -> str:
 
 
 def cell(value: Any) -> str:
-    """A table cell: numbers right-aligned with 3 significant digits, intervals as 'mean [low, high]'."""
-    if isinstance(value, Interval):
-        return f'<td class="num">{escape(value.text())}</td>'
+    """A table cell: numbers right-aligned with 3 significant digits, intervals as 'mean [low, high]'
+    (one seed: the mean alone)."""
+    if isinstance(value, Interval):  # one seed: the number alone (the table says how many seeds)
+        return f'<td class="num">{escape(value.text() if value.low is not None else show(value, ""))}</td>'
     if isinstance(value, float):
         return f'<td class="num">{escape(show(Interval(value, None, None, 1), ""))}</td>'
     return f"<td>{escape('n/a' if value is None else str(value))}</td>"
@@ -69,7 +70,7 @@ def html_table(columns: Iterable[str], rows: Iterable[Iterable[Any]], classes: I
     rows = list(rows)
     classes = list(classes) if classes is not None else [""] * len(rows)
     body = "".join((f'<tr class="{k}">' if k else "<tr>") + "".join(cell(v) for v in row) + "</tr>" for row, k in zip(rows, classes))
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="wide"><table><tr>{head}</tr>{body}</table></div>'
 
 
 def scope(row: dict[str, Any]) -> str:
@@ -125,7 +126,8 @@ def defense_table(rows: list[dict[str, Any]]) -> str:
         cost = None if o["name"] is None or o["accuracy_cost_points"] is None else float(o["accuracy_cost_points"])
         body.append([o["defense"], accuracy, cost, *values, verdict, "yes" if o["pareto"] else ""])
         classes.append("")
-    note = (
+    seeds = sorted({r.get("seed") for r in rows}, key=str)
+    note = f"<p>Seeds: {', '.join(map(str, seeds))} ({len(seeds)} per cell{'' if len(seeds) > 1 else ': no interval'}).</p>" + (
         f"<p>Accuracy of a randomised defense is measured with fresh noise in every run, so the runs of one seed differ "
         f"(here by up to {100 * spread:.2g} points); each seed counts once, with the mean of its runs.</p>"
         if spread > 0 else ""
@@ -246,7 +248,8 @@ def write_report(
     verdict: list[str] | None = None,
     defense_ranking: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits).
+    """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits),
+    followed by the answer on defenses (report.audit.protection) of each target unless it already has it.
 
     `defense_ranking` is accepted for compatibility and not shown: the defenses section is computed from the
     stored rows (report.audit.defense_outcomes), the Pareto front and the cheapest protecting defense."""
@@ -256,13 +259,16 @@ def write_report(
     finally:
         store.close()
     parts = [f"<h1>{escape(title)}</h1><p>{len(rows)} runs from <code>{escape(str(Path(directory).resolve()))}</code>.</p>"]
-    findings = verdict if verdict is not None else summary(rows)
-    parts.append(f'<h2>Verdict</h2><p class="rule">{escape(RULE)}</p><ul class=verdict>' + "".join(f"<li>{escape(line)}</li>" for line in findings) + "</ul>")
     scopes = groups(rows, scope)
+    answers = {where: protection(defense_outcomes(mine)) if any(not r.get("defense") for r in mine) else None for where, mine in scopes.items()}
+    findings = summary(rows) if verdict is None else verdict + [
+        (f"{where}: " if len(scopes) > 1 else "") + answer for where, answer in answers.items() if answer and answer not in " ".join(verdict)
+    ]
+    parts.append(f'<h2>Verdict</h2><p class="rule">{escape(RULE)}</p><ul class=verdict>' + "".join(f"<li>{escape(line)}</li>" for line in findings) + "</ul>")
     tables = []
     for where, mine in scopes.items():
         head = f"<h3>{escape(where)}</h3>" if len(scopes) > 1 else ""
-        answer = protection(defense_outcomes(mine)) if any(not r.get("defense") for r in mine) else None
+        answer = answers[where]
         tables.append(head + (f'<p class="answer">{escape(answer)}</p>' if answer else "") + defense_table(mine))
     if tables:
         defended = any(r.get("defense") for r in rows)
