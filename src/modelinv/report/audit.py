@@ -308,7 +308,7 @@ def protection(outcomes: list[dict[str, Any]], floor: float | None = None) -> st
     if best is not None:
         return (
             f"Cheapest defense that brings every attack down to the trivial answer: {best['defense']}, costing "
-            f"{fmt(best['accuracy_cost_points'])} accuracy points (target accuracy {_acc(best['accuracy'])}{base}); "
+            f"{fmt(best['accuracy_cost_points'])} accuracy point{'' if fmt(best['accuracy_cost_points']) == '1' else 's'} (target accuracy {_acc(best['accuracy'])}{base}); "
             f"{len(defended)} defenses tried, {front} on the privacy-utility front."
         )
     strongest = min(defended, key=lambda o: o["leakage"])

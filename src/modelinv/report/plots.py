@@ -111,7 +111,8 @@ OFFSETS = ((6, 5), (6, -17), (-10, 9), (-10, -21), (10, -6))
 
 
 def _place_labels(fig, placed: list[tuple[object, list[tuple[float, float, str]]]], markers: list[tuple[object, float, float]]) -> int:
-    """Annotate each point at the first offset where its label overlaps no label already drawn and no marker;
+    """Annotate each point at the first offset where its label stays inside its axes and overlaps no label
+    already drawn and no marker;
     labels that fit nowhere are left out (the legend and the table carry the values). Returns the count drawn."""
     scale = fig.dpi / 72
     boxes: list[tuple[object, float, float, float, float]] = []  # axes, x0, y0, x1, y1 in pixels
@@ -124,7 +125,8 @@ def _place_labels(fig, placed: list[tuple[object, list[tuple[float, float, str]]
             for dx, dy in OFFSETS:
                 x0, y0 = px + dx * scale - (width if dx < 0 else 0), py + dy * scale
                 box = (x0, y0, x0 + width, y0 + height)
-                clash = any(a is ax and box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for a, *b in boxes)
+                inside = ax.bbox.x0 <= box[0] and box[2] <= ax.bbox.x1 and ax.bbox.y0 <= box[1] and box[3] <= ax.bbox.y1
+                clash = not inside or any(a is ax and box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for a, *b in boxes)
                 clash |= any(a is ax and (qx, qy) != (px, py) and box[0] - 5 * scale < qx < box[2] + 5 * scale and box[1] - 5 * scale < qy < box[3] + 5 * scale
                              for a, qx, qy in dots)
                 if not clash:

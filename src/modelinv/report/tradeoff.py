@@ -135,5 +135,5 @@ def panels(rows: list[dict[str, Any]], label: Any = None) -> list[Panel]:
 def plot(rows: list[dict[str, Any]], defense: str, param: str, values: list[Any], path: Path) -> None:
     """Each attack-success metric against target accuracy, one panel each: the strengths as labelled points,
     the undefended model as a star, the trivial answer as a dotted line, the Pareto front dashed."""
-    tradeoff_figure(panels(rows, lambda r: f"{param}={strength(r, param):g}" if isinstance(strength(r, param), (int, float)) else str(strength(r, param))),
-                    f"{defense}: {param} in {values}", path)
+    tradeoff_figure(panels(rows, lambda r: f"{strength(r, param):g}" if isinstance(strength(r, param), (int, float)) else str(strength(r, param))),
+                    f"{defense}: {param} in {values} (point labels: {param})", path)
