@@ -75,7 +75,8 @@ def store(directory: Path, rows, images: bool = True, targets: int = 40) -> Path
             if images:
                 originals = torch.rand(targets, 1, 28, 28, generator=gen)
                 noise = 0.05 * (i % 5 + 1) * torch.randn(targets, 1, 28, 28, generator=gen)
-                save_file({"originals": originals, "reconstructions": (originals + noise).clamp(0, 1), "labels": torch.arange(targets) % 10},
+                save_file({"originals": originals, "reconstructions": (originals + noise).clamp(0, 1), "labels": torch.arange(targets) % 10,
+                           "judge_labels": torch.arange(targets) % 10 if i % 2 else torch.zeros(targets, dtype=torch.long)},
                           str(artifacts / "reconstructions.safetensors"))
             results.record(run_id, row["config"], {k: v for k, v in row.items() if k != "config"}, artifacts)
     finally:
@@ -243,7 +244,8 @@ def test_runs_come_undefended_first_with_labelled_paginated_grids(audit_report):
     assert len(grids) == len(SETTINGS) * 3 * 40 * 2  # originals and reconstructions of every target of every run
     assert all(int(i["width"]) >= 56 for i in grids)
     assert text.count("<details><summary>targets #32-#39 (page 2 of 2)</summary>") == len(SETTINGS) * 3 and PAGE == 32
-    assert re.search(r"<figcaption>#0 · class 0<br>\d+\.\d dB · SSIM 0\.\d\d</figcaption>", text)
+    assert re.search(r"<figcaption>#0 · class 0<br>\d+\.\d dB · SSIM 0\.\d\d<br>judge: 0 ✓</figcaption>", text)
+    assert "#1 · class 1<br>" in text and "judge: 0 ✗" in text
 
 
 def test_every_seeds_data_hashes_are_listed(audit_report):

@@ -172,7 +172,8 @@ def per_image(images: dict[str, torch.Tensor]) -> dict[str, list[float]]:
 
 def labelled_grid(path: Path, run_id: str = "") -> str:
     """A run's reconstructions (under their originals when known), each captioned with its target index, its
-    true class and, for reconstructions, its PSNR and SSIM; PAGE targets a page, later pages folded.
+    true class and, for reconstructions, its PSNR and SSIM, and the judge's class where the run stored it
+    (tensor 'judge_labels'); PAGE targets a page, later pages folded.
     '' when the run stored no image tensors (tables, texts)."""
     try:
         images = load_file(str(path))
@@ -182,6 +183,7 @@ def labelled_grid(path: Path, run_id: str = "") -> str:
     if recon is None or recon.dim() != 4 or recon.shape[1] not in (1, 3):
         return ""
     scores = per_image(images)
+    judged = images.get("judge_labels")  # the evaluator's top-1 class per reconstruction, where the runner stores it
     scale = max(1, min(3, 84 // max(recon.shape[-1], 1)))
     figures = []
     for i in range(len(recon)):
@@ -189,6 +191,8 @@ def labelled_grid(path: Path, run_id: str = "") -> str:
         lines = " · ".join(caption)
         if scores:
             lines += f"<br>{scores['psnr'][i]:.1f} dB · SSIM {scores['ssim'][i]:.2f}"
+        if judged is not None and i < len(judged):
+            lines += f"<br>judge: {int(judged[i])}" + (" ✓" if labels is not None and i < len(labels) and int(judged[i]) == int(labels[i]) else " ✗")
         top = _png(originals[i], scale) if originals is not None and originals.shape == recon.shape else ""
         figures.append(f'<figure class="target">{top}{_png(recon[i], scale)}<figcaption>{lines}</figcaption></figure>')
     what = "Originals (top) and reconstructions (bottom)" if originals is not None else "Inversions"
