@@ -24,6 +24,7 @@ from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
 from modelinv.experiment.text import is_text, run_text_experiment
 from modelinv.images import save_class_grid, save_grid
 from modelinv.metrics import METRICS, MetricInputs, compute
+from modelinv.metrics.base import run_evaluator
 from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.layered import LayeredNet
 from modelinv.models.sklearn_adapter import train_or_fit
@@ -291,6 +292,8 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
     images = {"reconstructions": reconstruction.images, "labels": labels}
     if truth is not None:
         images["originals"] = truth
+    if setting.evaluator is not None and reconstruction.images.dim() == 4:  # the judge's class per output, for the report's captions
+        images["judge_labels"] = run_evaluator(setting.evaluator, reconstruction.images).argmax(1)
     return row, images
 
 
