@@ -187,7 +187,7 @@ def test_failing_run_stops_the_sweep_with_one_line(tmp_path, capsys):
     config = write(tmp_path / "bad.yaml", {**bad, "attacks": [{"name": "rmle"}], "defenses": [{"name": "laplace-noise"}]})
     code, _, err = cli(capsys, "sweep", config, "--out", tmp_path / "out", "--workers", "1")
     assert_one_line_error(code, err, "attack rmle, defense laplace-noise", "seed 0", "no layer 'conv9'")
-    assert runs(tmp_path / "out") == {}
+    assert not (tmp_path / "out").exists()  # refused before anything is written
     code, _, err = cli(capsys, "sweep", write(tmp_path / "typo.yaml", {**GRID, "attacks": [{"name": "rmlee"}]}), "--out", tmp_path / "o")
     assert_one_line_error(code, err, "unknown attack 'rmlee'")
     code, _, err = cli(capsys, "sweep", config, "--out", tmp_path / "o", "--executor", "spark")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,15 +44,26 @@ def one_line(text: object) -> str:
 # --- pydantic -----------------------------------------------------------------------------------------------------
 
 
-def _describe(err: dict[str, Any], schema: type[BaseModel], where: str) -> str:
-    loc = [str(p) for p in err["loc"]]
+UNION_TAGS = re.compile(r"(int|float|str|bool|bytes|none|list|dict|tuple|set|literal|function-\w+|constrained-\w+)(\[.*\])?")
+"""Names pydantic puts in an error's location for the member of a union that failed (`values.0.int`): not fields."""
+
+
+def _location(err: dict[str, Any]) -> list[str]:
+    return [str(p) for p in err["loc"] if not (isinstance(p, str) and UNION_TAGS.fullmatch(p))]
+
+
+def _describe(errors: list[dict[str, Any]], schema: type[BaseModel], where: str) -> str:
+    err = errors[0]
+    loc = _location(err)
     field = ".".join([where, *loc] if where else loc) or "config"
     if err["type"] == "extra_forbidden":
         known = _fields_at(schema, loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f"; known fields: {', '.join(known)}" if known else "")
         return one_line(f"unknown field '{field}'{hint}")
-    return one_line(f"invalid '{field}': {err['msg']}")
+    # a value no member of a union accepts: what each member wanted, once
+    wanted = dict.fromkeys(e["msg"] for e in errors if _location(e) == loc and e["type"] != "extra_forbidden")
+    return one_line(f"invalid '{field}': {'; or '.join(wanted)}")
 
 
 def _fields_at(schema: type[BaseModel], path: list[str]) -> list[str]:
@@ -70,7 +82,7 @@ def validate(schema: type[M], data: Any, where: str = "") -> M:
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        raise ModelinvError(_describe(exc.errors()[0], schema, where)) from None
+        raise ModelinvError(_describe(exc.errors(), schema, where)) from None
 
 
 # --- YAML ---------------------------------------------------------------------------------------------------------

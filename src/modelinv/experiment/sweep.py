@@ -231,7 +231,7 @@ def run_grid(
     done = previous_runs(out)
     todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
     # layers, access, the number of targets: checked for every run still to do before anything is written or trained
-    check_grid(list(todo.values()), describe=(lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})") if len(experiments) > 1 else (lambda cfg: ""))
+    check_grid(list(todo.values()), describe=lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})")
     store = ResultsStore(out)
     try:
         store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
