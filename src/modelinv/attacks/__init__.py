@@ -17,6 +17,7 @@ from modelinv.attacks import (  # noqa: F401  (registration)
     kedmi,
     mi_face,
     mirror_bb,
+    name_recovery,
     plg_mi,
     rlb_mi,
     rmle,

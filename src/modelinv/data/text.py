@@ -164,6 +164,34 @@ def _faker():
     return importlib.import_module("faker").Faker
 
 
+NAME_FIELDS = ("first_name", "last_name")
+
+
+@functools.cache
+def candidate_names(field: str) -> tuple[str, ...]:
+    """The public list of candidate names a `records` name is drawn from: the first or last names of faker's en_US
+    provider (690 first, 1,000 last names), sorted; every generated record's name is in it.
+
+    Example: "James" in candidate_names("first_name")
+    """
+    if field not in NAME_FIELDS:
+        raise ModelinvError(f"names are {' or '.join(NAME_FIELDS)}, not {field!r}")
+    _faker()  # the one-line error when faker is missing
+    provider = importlib.import_module("faker.providers.person.en_US").Provider
+    return tuple(sorted(set(provider.first_names if field == "first_name" else provider.last_names)))
+
+
+def with_name(text: str, first: str, last: str, candidate: str, field: str) -> str:
+    """`text`, a record of `first` `last`, with the first or last name (`field`) replaced by `candidate`.
+
+    Example: with_name("Record for Ann Lee (1 May 1970)", "Ann", "Lee", "Bob", "first_name") -> "Record for Bob Lee (1 May 1970)"
+    """
+    name = f"{first} {last}"
+    if name not in text:
+        raise ModelinvError(f"record {text[:60]!r} does not hold its name {name!r}")
+    return text.replace(name, f"{candidate} {last}" if field == "first_name" else f"{first} {candidate}")
+
+
 def generate_records(n: int = RECORDS, seed: int = RECORDS_SEED) -> TextDataset:
     """`n` personal records from a seeded faker (en_US) and a seeded template choice: same n and seed, same texts.
 

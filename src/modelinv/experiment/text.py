@@ -6,24 +6,28 @@ target (`target.arch` one of TEXT_TARGETS) is trained on the private training te
 tokeniser turns the attacker's texts into queries. By goal:
 
 - bag-of-words, text-attribute: the victims are `num_targets` private test texts; the attacker intercepts their
-  sentence embeddings (access.observe: features), perturbed by an output defense if configured;
+  sentence embeddings (access.observe: features), perturbed by an output defense if configured. An attack whose
+  parameters name a record `field` (name-recovery) guesses that name among the public candidate names
+  (modelinv.data.text.candidate_names) instead of the texts' label;
 - memorization: the targets are the target's canaries (inserted and never-inserted), the oracle its logits.
 
 Every run is scored against trivial answers stored in the row's `baselines`: the attacker's most frequent words
-(bag-of-words), the attacker's label prior (text-attribute), and the never-inserted canaries (memorization).
+(bag-of-words), the attacker's label prior (text-attribute; for names, how often each candidate name is in the attacker's
+records), and the never-inserted canaries (memorization).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from modelinv.attacks import Attack, Targets
 from modelinv.data import load
-from modelinv.data.text import TextDataset, content_words, text_splits
+from modelinv.data.text import TextDataset, candidate_names, content_words, text_splits
 from modelinv.defenses import OutputDefense, build_defense
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
@@ -109,6 +113,8 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
     threat = text_threat(cfg, target)
     attacker = splits.public.tokenized(target.tokenizer)
     examples: list[dict[str, Any]] = []
+    field = getattr(attack.params, "field", None) if attack.goal == "text-attribute" else None
+    """The record attribute guessed among candidate names (name-recovery), None for the texts' labels."""
     if attack.goal == "memorization":
         if not target.canaries:
             raise ModelinvError(f"attack '{cfg.attack.name}' measures canaries inserted in training: target '{cfg.target.arch}' has none (use char-lm)")
@@ -116,11 +122,16 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         targets = Targets(records=target.tokenizer.encode([c.text for c in target.canaries]), classes=labels)
         victims = None
     else:
-        if attack.goal == "text-attribute" and attacker.classes != splits.private_test.classes:
+        if attack.goal == "text-attribute" and field is None and attacker.classes != splits.private_test.classes:
             raise ModelinvError(f"attack '{cfg.attack.name}' needs attacker texts labelled like the private ones ({d.source}): use the same-distribution split")
         pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
         victims = splits.private_test.subset(pick.sort().values).tokenized(target.tokenizer)
         labels = victims.y
+        if field is not None:  # name recovery: the victims' names among the public candidate names
+            candidates = candidate_names(field)
+            if field not in victims.attributes:
+                raise ModelinvError(f"attack '{cfg.attack.name}' guesses the {field} of records: use records data")
+            labels = torch.tensor([candidates.index(name) for name in victims.attributes[field]])
         targets = Targets(observations=threat.observer.intercept(victims.x), classes=labels)
     reconstruction = attack(threat, targets, attacker, seed=cfg.seed)
     start = time.perf_counter()
@@ -136,11 +147,19 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         examples = [{"original": t, "recovered": w, "sensitive": list(s)} for t, w, s in zip(victims.texts, predicted, victims.sensitive or [()] * n)][:EXAMPLES]
         stored = pred[:n]
     elif attack.goal == "text-attribute":
-        inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels, public=attacker)
-        prior = torch.bincount(attacker.y, minlength=attacker.num_classes).float() / len(attacker)
-        answers["prior"] = MetricInputs(reconstructions=prior.expand(len(labels), -1).clone(), labels=labels, public=attacker)
+        public = attacker
+        if field is None:
+            names = victims.classes
+            prior = torch.bincount(attacker.y, minlength=attacker.num_classes).float() / len(attacker)
+        else:  # how often each candidate name is in the attacker's records, ties broken by the list's order
+            names = candidate_names(field)
+            counts = Counter(attacker.attributes[field])
+            prior = torch.tensor([counts[n] for n in names], dtype=torch.float32) / len(attacker)
+            public = replace(attacker, y=torch.tensor([names.index(n) for n in attacker.attributes[field]]))  # cand_advantage's prior: the names
+        inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels, public=public)
+        answers["prior"] = MetricInputs(reconstructions=prior.expand(len(labels), -1).clone(), labels=labels, public=public)
         guesses = reconstruction.images.argmax(1).tolist()
-        examples = [{"original": t, "true": victims.classes[y], "guessed": victims.classes[g]} for t, y, g in zip(victims.texts, labels.tolist(), guesses)][:EXAMPLES]
+        examples = [{"original": t, "true": names[y], "guessed": names[g]} for t, y, g in zip(victims.texts, labels.tolist(), guesses)][:EXAMPLES]
         stored = reconstruction.images
     else:
         inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels)
@@ -173,7 +192,8 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         "attack_details": {**meta, "examples": examples},
         "timings": {**timings, "metrics": time.perf_counter() - start},
         "data_hashes": splits.digests(),
-        "checkpoints": {"target": target.meta["path"], "evaluator": None},
+        "checkpoints": {"target": target.meta["path"], "evaluator": None, "target_sha256": target.meta.get("sha256"), "evaluator_sha256": None},
+        "target_train": target.meta.get("train"),
         "versions": versions(),
         "threads": torch.get_num_threads(),
         "device": "cpu",

@@ -261,8 +261,17 @@ def _record_hash(directory: Path, config: dict[str, Any], digest: str) -> bool:
     return True
 
 
-def load_checkpoint(directory: Path, expect_key: str | None = None, record_missing_hash: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    directory: Path,
+    expect_key: str | None = None,
+    record_missing_hash: bool = False,
+    rebuild: Callable[[dict[str, Any]], nn.Module] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the architecture named in `model.json` and load its safetensors weights, verified.
+
+    The untrained module is `build_model(arch, input_shape, num_classes, **args)` of the model registry, or
+    `rebuild(config)` (config: the checkpoint's `model.json`) for modules the registry does not build (the text
+    targets of modelinv.text, whose stored config also holds their tokeniser).
 
     The weights' SHA-256 must be the one `model.json` records (`weights_sha256`), else `CorruptCheckpoint`
     naming the file. A checkpoint written before checksums has none: it loads unverified with a one-line note,
@@ -273,7 +282,10 @@ def load_checkpoint(directory: Path, expect_key: str | None = None, record_missi
     config = read_config(directory)
     if expect_key is not None and config.get("request_key") != expect_key:
         raise CorruptCheckpoint(f"checkpoint {directory / CONFIG} was produced by a different request than its cache key")
-    model = build_model(config["arch"], tuple(config["input_shape"]), config["num_classes"], **config.get("args", {}))
+    if rebuild is not None:
+        model = rebuild(config)
+    else:
+        model = build_model(config["arch"], tuple(config["input_shape"]), config["num_classes"], **config.get("args", {}))
     path = directory / WEIGHTS
     if not path.is_file():
         raise CorruptCheckpoint(f"checkpoint not found: {path}")
@@ -303,7 +315,9 @@ def _on_corrupt() -> str:
     return mode
 
 
-def _load_artifact(directory: Path, request: ModelRequest) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+def _load_artifact(
+    directory: Path, request: ModelRequest, rebuild: Callable[[dict[str, Any]], nn.Module] | None = None
+) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """A cached artifact's modules, every weights file verified; CorruptCheckpoint (naming the file) otherwise."""
     index = directory / INDEX
     try:
@@ -315,7 +329,7 @@ def _load_artifact(directory: Path, request: ModelRequest) -> tuple[dict[str, nn
         raise CorruptCheckpoint(f"corrupted checkpoint file {index}: no valid module list")
     modules, hashes = {}, {}
     for name in names:
-        modules[name], config = load_checkpoint(directory / name, expect_key=request.key(), record_missing_hash=True)
+        modules[name], config = load_checkpoint(directory / name, expect_key=request.key(), record_missing_hash=True, rebuild=rebuild)
         hashes[name] = config["weights_sha256"]
     return modules, {**meta, "weights_sha256": hashes}
 
@@ -324,8 +338,13 @@ def cached(
     request: ModelRequest,
     produce: Callable[[], tuple[dict[str, nn.Module], dict[str, Any]]],
     cache_dir: Path | None = None,
+    rebuild: Callable[[dict[str, Any]], nn.Module] | None = None,
 ) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """The named modules `request` describes: loaded from the cache, or produced (built and trained) and stored.
+
+    Each produced module carries a `spec` (arch, args, input_shape, num_classes, and anything else its
+    rebuilding needs), written into its `model.json`; loading rebuilds it with the model registry, or with
+    `rebuild(config)` when given (see `load_checkpoint`).
 
     An artifact is a directory named after the request's hash holding one checkpoint per module and an
     index; it is written to a temporary directory and renamed, so an interrupted run stores nothing.
@@ -339,7 +358,7 @@ def cached(
     index = directory / INDEX
     if index.exists():
         try:
-            modules, meta = _load_artifact(directory, request)
+            modules, meta = _load_artifact(directory, request, rebuild)
             return modules, {**meta, "cached": True, "path": str(directory)}
         except CorruptCheckpoint as err:
             if _on_corrupt() == "error":

