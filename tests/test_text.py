@@ -18,6 +18,7 @@ from modelinv.data.text import candidate_names, content_words, generate_records,
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import run_experiment
+from modelinv.experiment.text import check_text_run
 from modelinv.metrics.bow import bow_scores, sensitive_recall
 from modelinv.metrics.exposure import candidate_ranks, exposure
 from modelinv.oracle import Scores, ThreatModel
@@ -237,3 +238,14 @@ def test_names_are_filled_into_records():
     assert all(n in candidate_names("last_name") for n in records.attributes["last_name"])
     with pytest.raises(ModelinvError, match="does not hold its name"):
         with_name("no name here", first, last, "Zelda", "first_name")
+
+
+def test_text_runs_are_checked_before_training():
+    """check_text_run: what a grid checks up front for a text run (no model is trained)."""
+    check_text_run(config(data=RECORDS, target=ENCODER, attack={"name": "bow-inversion"}))
+    with pytest.raises(ModelinvError, match="num_targets 41 is more than the 40 private test texts"):
+        check_text_run(config(num_targets=41, data=RECORDS, target=ENCODER, attack={"name": "bow-inversion"}))
+    with pytest.raises(AccessDenied, match="releases logits"):
+        check_text_run(config(data=RECORDS, target={"arch": "char-lm"}, attack={"name": "canary-exposure"}))
+    with pytest.raises(ModelinvError, match="labelled like the private ones"):
+        check_text_run(config(data={"source": "records:400", "split": "cross-domain", "public_source": "pydocs:100"}, target=ENCODER, attack={"name": "text-attribute"}))

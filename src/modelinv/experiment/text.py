@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
-from modelinv.attacks import Attack, Targets
+from modelinv.attacks import ATTACKS, Attack, Targets
 from modelinv.data import load
 from modelinv.data.text import TextDataset, candidate_names, content_words, text_splits
+from modelinv.data.types import Splits
 from modelinv.defenses import OutputDefense, build_defense
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
@@ -48,16 +49,77 @@ def is_text(cfg: ExperimentConfig) -> bool:
     return cfg.target.arch in TEXT_TARGETS
 
 
-def text_threat(cfg: ExperimentConfig, target: TextTarget) -> ThreatModel:
-    """The oracle over a text target: its sentence embeddings (Features) or next-token logits (Scores)."""
-    access = cfg.access
+def text_defense(cfg: ExperimentConfig, releases: str) -> OutputDefense | None:
+    """The configured output defense on what the target releases; ModelinvError for a training defense."""
+    if cfg.defense is None:
+        return None
+    defense = build_defense(cfg.defense.name, cfg.defense.params, EMBEDDING if releases == "features" else None)
+    if not isinstance(defense, OutputDefense):
+        raise ModelinvError(f"defense '{cfg.defense.name}' changes training; text targets take output defenses only (noise, rounding) so far")
+    return defense
+
+
+def check_text_config(cfg: ExperimentConfig, attack: Attack) -> None:
+    """What a text run's config alone tells, checked before any data is loaded or model trained: the attack applies
+    to text, the attacker's data, the split, the access (what the target releases, from TEXT_TARGETS) and the defense."""
+    if attack.goal not in TEXT_GOALS:
+        raise ModelinvError(f"attack '{cfg.attack.name}' ({attack.goal}) does not apply to text target '{cfg.target.arch}'; text attacks: goals {', '.join(TEXT_GOALS)}")
+    if cfg.attacker_data != "public":
+        raise ModelinvError(f"text attacks use the attacker's public texts: attacker_data must be 'public', not '{cfg.attacker_data}'")
+    d = cfg.data
+    if d.public_source is not None and d.split != "cross-domain":
+        raise ModelinvError(f"data.public_source is only used by the cross-domain split, not '{d.split}'")
+    if d.split == "class-disjoint":
+        raise ModelinvError("text data is split same-distribution or cross-domain, not class-disjoint")
+    if d.split == "cross-domain" and d.public_source is None:
+        raise ModelinvError("the cross-domain split needs data.public_source, the attacker's texts (e.g. pydocs)")
+    access, releases = cfg.access, TEXT_TARGETS.info(cfg.target.arch)["releases"]
     if access.white_box != "none" or access.endpoint is not None:
         raise ModelinvError("text targets are attacked through local observations only: set access.white_box to none, no endpoint")
-    defense = None
-    if cfg.defense is not None:
-        defense = build_defense(cfg.defense.name, cfg.defense.params, EMBEDDING if target.releases == "features" else None)
-        if not isinstance(defense, OutputDefense):
-            raise ModelinvError(f"defense '{cfg.defense.name}' changes training; text targets take output defenses only (noise, rounding) so far")
+    text_defense(cfg, releases)
+    if access.observe != releases:
+        raise AccessDenied(f"target '{cfg.target.arch}' releases {releases}: set access.observe to {releases}, not {access.observe}")
+    if attack.goal == "memorization" and releases != "logits":
+        raise ModelinvError(f"attack '{cfg.attack.name}' measures canaries inserted in training: target '{cfg.target.arch}' has none (use char-lm)")
+
+
+def text_data(cfg: ExperimentConfig) -> Splits:
+    """The run's private training / test texts and the attacker's, as `text_splits` cuts them with the run's seed."""
+    d = cfg.data
+    public = load(d.public_source) if d.public_source else None
+    return text_splits(load(d.source), seed=cfg.seed, public=public, test_fraction=d.test_fraction, public_fraction=d.public_fraction)
+
+
+def check_victims(cfg: ExperimentConfig, attack: Attack, splits: Splits) -> None:
+    """The victims the attack needs exist: labels shared with the attacker's texts (text-attribute), names (name
+    recovery), at least `num_targets` private test texts (embedding attacks)."""
+    if attack.goal == "memorization":
+        return
+    field = getattr(attack.params, "field", None) if attack.goal == "text-attribute" else None
+    test = splits.private_test
+    if field is not None and field not in test.attributes:
+        raise ModelinvError(f"attack '{cfg.attack.name}' guesses the {field} of records: use records data")
+    if attack.goal == "text-attribute" and field is None and splits.public.classes != test.classes:
+        raise ModelinvError(f"attack '{cfg.attack.name}' needs attacker texts labelled like the private ones ({cfg.data.source}): use the same-distribution split")
+    if cfg.num_targets > len(test):
+        raise ModelinvError(
+            f"num_targets {cfg.num_targets} is more than the {len(test)} private test texts of {cfg.data.source} ({cfg.data.split} split); set num_targets to at most {len(test)}"
+        )
+
+
+def check_text_run(cfg: ExperimentConfig) -> None:
+    """Everything about a text run that its config and data tell, before any training (for a grid's up-front
+    checks, as modelinv.experiment.preflight does for image and tabular runs): `check_text_config`, then the
+    split and `check_victims`."""
+    attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+    check_text_config(cfg, attack)
+    check_victims(cfg, attack, text_data(cfg))
+
+
+def text_threat(cfg: ExperimentConfig, target: TextTarget) -> ThreatModel:
+    """The oracle over a text target: its sentence embeddings (Features) or next-token logits (Scores), behind the
+    configured output defense (the config checked by `check_text_config`)."""
+    access, defense = cfg.access, text_defense(cfg, target.releases)
     if access.observe != target.releases:
         raise AccessDenied(f"target '{cfg.target.arch}' releases {target.releases}: set access.observe to {target.releases}, not {access.observe}")
     if target.releases == "features":
@@ -89,22 +151,12 @@ def word_matrices(predicted: list[list[str]], victims: TextDataset) -> tuple[tor
 
 def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: list[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the configured attack on a text target; return the result row and the tensors to store."""
-    if attack.goal not in TEXT_GOALS:
-        raise ModelinvError(f"attack '{cfg.attack.name}' ({attack.goal}) does not apply to text target '{cfg.target.arch}'; text attacks: goals {', '.join(TEXT_GOALS)}")
-    if cfg.attacker_data != "public":
-        raise ModelinvError(f"text attacks use the attacker's public texts: attacker_data must be 'public', not '{cfg.attacker_data}'")
+    check_text_config(cfg, attack)
     d = cfg.data
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if d.public_source is not None and d.split != "cross-domain":
-        raise ModelinvError(f"data.public_source is only used by the cross-domain split, not '{d.split}'")
-    if d.split == "class-disjoint":
-        raise ModelinvError("text data is split same-distribution or cross-domain, not class-disjoint")
-    if d.split == "cross-domain" and d.public_source is None:
-        raise ModelinvError("the cross-domain split needs data.public_source, the attacker's texts (e.g. pydocs)")
-    data = load(d.source)
-    public = load(d.public_source) if d.public_source else None
-    splits = text_splits(data, seed=cfg.seed, public=public, test_fraction=d.test_fraction, public_fraction=d.public_fraction)
+    splits = text_data(cfg)
+    check_victims(cfg, attack, splits)
     timings["data"] = time.perf_counter() - start
     start = time.perf_counter()
     target = build_text_target(cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed)
@@ -122,15 +174,11 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         targets = Targets(records=target.tokenizer.encode([c.text for c in target.canaries]), classes=labels)
         victims = None
     else:
-        if attack.goal == "text-attribute" and field is None and attacker.classes != splits.private_test.classes:
-            raise ModelinvError(f"attack '{cfg.attack.name}' needs attacker texts labelled like the private ones ({d.source}): use the same-distribution split")
         pick = torch.randperm(len(splits.private_test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.num_targets]
         victims = splits.private_test.subset(pick.sort().values).tokenized(target.tokenizer)
         labels = victims.y
         if field is not None:  # name recovery: the victims' names among the public candidate names
             candidates = candidate_names(field)
-            if field not in victims.attributes:
-                raise ModelinvError(f"attack '{cfg.attack.name}' guesses the {field} of records: use records data")
             labels = torch.tensor([candidates.index(name) for name in victims.attributes[field]])
         targets = Targets(observations=threat.observer.intercept(victims.x), classes=labels)
     reconstruction = attack(threat, targets, attacker, seed=cfg.seed)
