@@ -18,7 +18,6 @@ from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import prepare, run_experiment
 from modelinv.models import build_model
 from modelinv.models.user import load_user_model
-from modelinv.report.audit import rank_defenses
 from modelinv.report.tradeoff import TRIVIAL
 
 FAST = {"inverse-net": {"epochs": 8}}
@@ -59,7 +58,8 @@ def test_audit_runs_the_attacks_the_access_allows_and_writes_a_report(audit_dir)
     assert (audit_dir / "report.html").is_file()
     html = (audit_dir / "report.html").read_text()
     assert summary["verdict"][0].split(":")[0] in html
-    assert len(summary["defenses"]) == 6 and all(d["metric"] == "ssim" for d in summary["defenses"])
+    defended = [o for o in summary["outcomes"] if o["name"] is not None]
+    assert len(defended) == 6 and all("ssim" in o["attacks"]["inverse-net"] for o in defended)
 
 
 @pytest.mark.slow
@@ -79,21 +79,15 @@ def test_audit_numbers_match_modelinv_run_and_beat_the_baseline(audit_dir, tmp_p
 
 
 @pytest.mark.slow
-def test_noise_defenses_lower_the_attack_and_are_ranked(audit_dir):
-    ranking = json.loads((audit_dir / "audit.json").read_text())["defenses"]
-    strongest = next(d for d in ranking if d["defense"] == "laplace-noise(scale=1.0, train=False)")
-    weakest = next(d for d in ranking if d["defense"] == "laplace-noise(scale=0.1, train=False)")
-    assert strongest["privacy_gain"] > weakest["privacy_gain"] and strongest["defended"] < strongest["undefended"]
-    assert [d["gain_per_point"] for d in ranking] == sorted((d["gain_per_point"] for d in ranking), reverse=True)
-
-
-def test_rank_defenses_divides_privacy_gain_by_accuracy_points():
-    base = {"attack": "inverse-net", "goal": "reconstruct", "defense": None, "target_test_acc": 0.98, "ssim": 0.6}
-    cheap = {**base, "defense": "a", "defense_params": {}, "target_test_acc": 0.97, "ssim": 0.4}
-    costly = {**base, "defense": "b", "defense_params": {}, "target_test_acc": 0.88, "ssim": 0.1}
-    ranking = rank_defenses([base], [costly, cheap])
-    assert [r["defense"] for r in ranking] == ["a", "b"]
-    assert ranking[0]["gain_per_point"] == pytest.approx(0.2 / 1.0)
+def test_noise_defenses_lower_the_attack_and_the_answer_names_the_cheapest_or_none(audit_dir):
+    summary = json.loads((audit_dir / "audit.json").read_text())
+    ssim = {o["defense"]: o["attacks"]["inverse-net"]["ssim"]["mean"] for o in summary["outcomes"]}
+    assert ssim["laplace-noise(scale=1.0, train=False)"] < ssim["laplace-noise(scale=0.1, train=False)"] < ssim["none"]
+    costs = [o["accuracy_cost_points"] for o in summary["outcomes"] if o["name"] is not None]
+    assert costs == sorted(costs), "defenses are listed cheapest first"
+    protecting = [o["defense"] for o in summary["outcomes"] if o["name"] is not None and o["protects"]]
+    assert summary["cheapest"] == (protecting[0] if protecting else None)
+    assert summary["protection"].startswith("Cheapest defense" if protecting else "None of the")
 
 
 def test_audit_errors_are_one_line(user_lenet, tmp_path, capsys):

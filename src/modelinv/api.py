@@ -40,7 +40,7 @@ from modelinv.models.onnx_model import ONNX
 from modelinv.models.user import TORCHSCRIPT, describe, is_factory, load_user_model, net_normalize, normalisation_warnings, register_live
 from modelinv.report.audit import summarize
 from modelinv.report.html import write_report
-from modelinv.validation import validate
+from modelinv.validation import check_output_dir, validate
 
 SUMMARY_COLUMNS = ("run_id", "attack", "defense", "layer", "access", "seed", "target_test_acc", "psnr", "ssim", "attack_acc_top1", "knn_dist", "queries", "seconds")
 
@@ -86,17 +86,6 @@ class Results:
         lines = [f"Results: {len(self.rows)} runs in {self.out}" + (f", report {self.report}" if self.report else "")]
         lines += [f"  {line}" for line in self.warnings + self.verdict]
         return "\n".join(lines)
-
-
-def check_output_dir(out: Path, what: str) -> None:
-    """Create `out` (and check it takes files) before any work, so a bad path never costs a finished experiment."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".modelinv-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ModelinvError(f"{what} {out} is not a writable directory: {err.strerror or err}") from None
 
 
 def _save_module(model: nn.Module, out: Path) -> Path:
@@ -214,8 +203,7 @@ def run_audit(configs: list[AuditConfig], out: Path, threads: int | None = None,
     warnings = [line for line in head if line.startswith("Warning")]
     payload = summaries[0] if len(summaries) == 1 else {"audits": summaries}
     (out / "audit.json").write_text(json.dumps({**payload, "model": head[:1], "warnings": warnings}, indent=2, default=str))
-    ranking = [d for s in summaries for d in s["defenses"]]
-    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict, defense_ranking=ranking)
+    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict)
     return Results(rows=[by_id[r["run_id"]] for r in rows], out=out, report=report, verdict=head[:1] + verdict, warnings=warnings, summaries=summaries)
 
 

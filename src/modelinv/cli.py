@@ -38,8 +38,10 @@ def catalogue(what: Catalogue) -> list[dict]:
         return describe_datasets()
     if what is Catalogue.models:
         from modelinv.models import describe_models
+        from modelinv.text import TEXT_TARGETS
 
-        return describe_models()
+        text = [{**TEXT_TARGETS.info(name), "kind": f"text target, releases {TEXT_TARGETS.info(name).get('releases')}"} for name in TEXT_TARGETS.names()]
+        return describe_models() + text
     if what is Catalogue.attacks:
         from modelinv.attacks import describe_attacks
 
@@ -114,6 +116,10 @@ def run(
     from modelinv.experiment.sweep import run_grid
 
     cfg = load_config(config)
+    if as_json:  # standard output carries the JSON alone; progress goes to standard error
+        from modelinv import progress
+
+        progress.set_stream(sys.stderr)
     (row,) = run_grid([cfg], out, workers=1, threads=threads, command=command_line())
     if as_json:
         print(json.dumps({k: v for k, v in row.items() if k not in ("config",)}, indent=2, default=str))
@@ -253,12 +259,8 @@ def audit(
     summary = results.summaries[0]
     for line in results.verdict + results.warnings:
         console.print(line)
-    if summary["defenses"]:
-        best = summary["defenses"][0]
-        console.print(
-            f"Best defense per accuracy point: {best['defense']} ({best['metric']} {fmt(best['undefended'])} -> {fmt(best['defended'])}, "
-            f"accuracy {100 * best['accuracy']:.2f}%)"
-        )
+    if summary.get("protection"):
+        console.print(summary["protection"])
     console.print(f"report in {out / 'report.html'}")
 
 

@@ -320,55 +320,12 @@ def protection(outcomes: list[dict[str, Any]], floor: float | None = None) -> st
     )
 
 
-def rank_defenses(undefended: list[dict[str, Any]], defended: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per defense: the drop in the most successful attack's headline success and in target accuracy, and their ratio.
-
-    Kept for audit.json's `defenses` list; the report no longer ranks by it (a negligible defense that costs
-    nothing ranks first): it shows the Pareto front and the cheapest protecting defense (defense_outcomes).
-    The headline metric is the goal's (attacks.goals); for lower-is-better metrics (knn_ratio) the drop is the
-    increase. The gain per accuracy point divides the success drop by the accuracy drop in percentage points
-    (at least 0.1)."""
-    if not undefended:
-        return []
-    accuracy = undefended[0]["target_test_acc"]
-
-    def success(row: dict[str, Any]) -> float:
-        metric = goal(row["goal"]).headline
-        return -row[metric] if metric == "knn_ratio" else row[metric]
-
-    plain = {r["attack"]: success(r) for r in undefended}
-    by_defense: dict[str, list[dict[str, Any]]] = {}
-    for row in defended:
-        by_defense.setdefault(defense_label(row), []).append(row)
-    ranking = []
-    for label, mine in by_defense.items():
-        best = max(mine, key=lambda r: success(r) - plain[r["attack"]])
-        metric = goal(best["goal"]).headline
-        gain = plain[best["attack"]] - success(best)
-        cost = 100 * (accuracy - best["target_test_acc"])
-        ranking.append(
-            {
-                "defense": label,
-                "strongest_attack": best["attack"],
-                "metric": metric,
-                "undefended": abs(plain[best["attack"]]),
-                "defended": best[metric],
-                "privacy_gain": gain,
-                "accuracy": best["target_test_acc"],
-                "accuracy_cost_points": cost,
-                "gain_per_point": gain / max(cost, 0.1),
-                "leaks": bool(margins_beaten(best)),
-            }
-        )
-    return sorted(ranking, key=lambda r: -r["gain_per_point"])
-
-
 def summarize(config: dict[str, Any], access: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """audit.json: the config, the attacks run, the verdict (one line per attack), the answer on defenses
     (`protection`: the cheapest defense reaching the trivial answer, or that none does; the report adds it to
     its verdict), the trivial answers, the defenses with their cost and protection (`outcomes`, cheapest
-    first), the cheapest protecting defense (`cheapest`, None when none protects) and the ratio ranking
-    (`defenses`, kept for compatibility).
+    first) and the cheapest protecting defense (`cheapest`, None when none protects). Defenses are not ranked
+    by privacy gained per accuracy point: that puts negligible, free defenses first.
 
     An `accuracy_floor` in the config (set by the audit driver when it extends strengths) is quoted when no
     defense protects."""
@@ -384,5 +341,4 @@ def summarize(config: dict[str, Any], access: str, rows: list[dict[str, Any]]) -
         "outcomes": outcomes,
         "cheapest": best["defense"] if best else None,
         "protection": answer,
-        "defenses": rank_defenses(undefended, [r for r in rows if r.get("defense")]),
     }

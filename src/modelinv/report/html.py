@@ -250,13 +250,12 @@ def write_report(
     directory: Path,
     title: str = "modelinv report",
     verdict: list[str] | None = None,
-    defense_ranking: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits),
     followed by the answer on defenses (report.audit.protection) of each target unless it already has it.
 
-    `defense_ranking` is accepted for compatibility and not shown: the defenses section is computed from the
-    stored rows (report.audit.defense_outcomes), the Pareto front and the cheapest protecting defense."""
+    The defenses section is computed from the stored rows (report.audit.defense_outcomes): the Pareto front and
+    the cheapest protecting defense."""
     store = ResultsStore(directory, create=False)
     try:
         rows, sweeps = plain_first(store.rows()), store.sweeps()
