@@ -29,10 +29,10 @@ from modelinv.oracle import ThreatModel
 from modelinv.seeding import derive_seed
 
 
-def public_prior(attacker_data: Dataset, params: WGANGPConfig, gen: torch.Generator) -> tuple[nn.Module, dict, int]:
-    """The frozen GMI generator for the attacker's public data (cached or trained), its metadata and its seed."""
+def public_prior(attacker_data: Dataset, params: WGANGPConfig, gen: torch.Generator, device: torch.device | str = "cpu") -> tuple[nn.Module, dict, int]:
+    """The frozen GMI generator for the attacker's public data (cached or trained), on `device`, its metadata and its seed."""
     seed = derive_seed(gen)
-    generator, _, meta = wgan_gp(attacker_data, None, gan_config(WGANGPConfig, params), seed)
+    generator, _, meta = wgan_gp(attacker_data, None, gan_config(WGANGPConfig, params), seed, device=device)
     return generator, meta, seed
 
 
@@ -76,8 +76,8 @@ class PublicPriorAttack(Attack):
     queries = True
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
-        y = requested_classes(self.name, targets.classes, None)
-        generator, gan, seed = public_prior(attacker_data, self.params, gen)
+        y = requested_classes(self.name, targets.classes, None).to(threat.device)
+        generator, gan, seed = public_prior(attacker_data, self.params, gen, threat.device)
         meta: dict[str, Any] = {"gan": gan}
         z = self.search(threat.observer, generator, y, gen, meta)
         with torch.no_grad():

@@ -56,9 +56,9 @@ class BREPMI(PublicPriorAttack):
     def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
         """One boundary-repulsion search per requested image, all stepped together (module docstring)."""
         p = self.params
-        z = torch.randn(len(y), p.latent_dim, generator=gen).clamp(-p.clip, p.clip)
-        radius = torch.full((len(y),), p.initial_radius)
-        started = torch.zeros(len(y), dtype=torch.bool)
+        z = torch.randn(len(y), p.latent_dim, generator=gen).to(y.device).clamp(-p.clip, p.clip)  # drawn on the CPU: the same on every device
+        radius = torch.full((len(y),), p.initial_radius, device=y.device)
+        started = torch.zeros(len(y), dtype=torch.bool, device=y.device)
         meta["steps"] = 0
         with until_budget(self.name, meta):
             self.start(observer, generator, y, z, started, gen)
@@ -72,9 +72,9 @@ class BREPMI(PublicPriorAttack):
         for _ in range(p.init_batches):
             if started.all():
                 return
-            candidates = torch.randn(p.init_batch, p.latent_dim, generator=gen).clamp(-p.clip, p.clip)
-            labels = ask(observer, generator, candidates, "label")
-            free = torch.ones(p.init_batch, dtype=torch.bool)
+            candidates = torch.randn(p.init_batch, p.latent_dim, generator=gen).to(z.device).clamp(-p.clip, p.clip)
+            labels = ask(observer, generator, candidates, "label").to(z.device)
+            free = torch.ones(p.init_batch, dtype=torch.bool, device=z.device)
             for i in (~started).nonzero().flatten().tolist():
                 hits = (free & (labels == y[i])).nonzero().flatten()
                 if len(hits):
@@ -83,16 +83,16 @@ class BREPMI(PublicPriorAttack):
     def repel(self, observer, generator, y, z, radius, started, gen, meta) -> None:
         """Boundary repulsion (module docstring) of the started searches, all stepped together, updating z and radius in place."""
         p = self.params
-        last_growth = torch.zeros(len(y), dtype=torch.long)
+        last_growth = torch.zeros(len(y), dtype=torch.long, device=z.device)
         with progress_bar("brep-mi boundary repulsion", p.iterations) as advance:
             for step in range(1, p.iterations + 1):
                 active = (started & (step - last_growth <= p.max_iters_at_radius)).nonzero().flatten()
                 if not len(active):
                     return
                 r = radius[active, None, None]
-                u = torch.randn(len(active), p.sphere_points, p.latent_dim, generator=gen)
+                u = torch.randn(len(active), p.sphere_points, p.latent_dim, generator=gen).to(z.device)
                 u = r * u / u.norm(dim=2, keepdim=True)
-                labels = ask(observer, generator, (z[active, None] + u).flatten(0, 1), "label").view(len(active), -1)
+                labels = ask(observer, generator, (z[active, None] + u).flatten(0, 1), "label").to(z.device).view(len(active), -1)
                 inside = labels == y[active, None]
                 grow = inside.float().mean(1) > p.grow_fraction
                 step_size = (radius[active] / 3).clamp(max=3)
@@ -100,7 +100,7 @@ class BREPMI(PublicPriorAttack):
                 radius[active[grow]] *= p.expansion
                 last_growth[active[grow]] = step
                 moved = (z[active] + step_size[:, None] * direction).clamp(-p.clip, p.clip)
-                accept = ask(observer, generator, moved, "label") == y[active]
+                accept = ask(observer, generator, moved, "label").to(z.device) == y[active]
                 z[active[accept]] = moved[accept]
                 meta["steps"] = step
                 advance(radius=radius[active].mean().item())

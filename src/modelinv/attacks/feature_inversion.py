@@ -58,9 +58,11 @@ def invert_features(
     """Batched rMLE (He et al. 2019, Eq. 3): find x in [0,1] minimising ||f1(x) - observed||^2 / d + tv_weight TV(x)
     for each row of `observed`, with Adam (eps `adam_eps`, optionally AMSGrad) from x = 0.5, clipped to [0, 1] after each step.
 
+    The optimisation runs on the device of `observed` (which `f1` must accept).
+
     Shape: observed (N, ...) -> x (N, *input_shape).
     """
-    x = torch.full((observed.shape[0], *input_shape), 0.5, requires_grad=True)
+    x = torch.full((observed.shape[0], *input_shape), 0.5, device=observed.device, requires_grad=True)
     optimiser = torch.optim.Adam([x], lr=lr, eps=adam_eps, amsgrad=amsgrad)
     with progress_bar(desc, iterations) as advance:
         for _ in range(iterations):

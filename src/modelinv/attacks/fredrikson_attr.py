@@ -65,14 +65,15 @@ class FredriksonAttr(Attack):
         sensitive = sensitive_of(attacker_data)
         values = sensitive.candidates(attacker_data.x)
         k, c = sensitive.num_values, attacker_data.num_classes
-        seen = as_vectors(observed(self.name, targets), c) if p.evidence == "output" else None
+        seen = as_vectors(observed(self.name, targets), c).to(records.device) if p.evidence == "output" else None
         counts = torch.bincount(sensitive.values(attacker_data.x), minlength=k).float()
         log_prior = ((counts + p.smoothing) / (counts.sum() + k * p.smoothing)).log()
-        outputs = self.candidate_outputs(threat, sensitive.fill(records, values).flatten(0, 1), c).view(len(records), k, -1)
+        # the model runs on its device; the records' bookkeeping stays on theirs
+        outputs = self.candidate_outputs(threat, sensitive.fill(records, values).flatten(0, 1), c).to(records.device).view(len(records), k, -1)
         if seen is not None:
             log_lik = -((outputs - seen.unsqueeze(1)) ** 2).sum(2) / (2 * p.sigma**2)
         else:
-            log_lik = self.label_log_likelihood(threat, attacker_data, outputs, targets.classes)
+            log_lik = self.label_log_likelihood(threat, attacker_data, outputs, targets.classes.to(records.device))
         guess = (log_prior + log_lik).argmax(1)
         return completed(records, sensitive, values, guess, variant=self.variant, evidence=p.evidence)
 
@@ -91,8 +92,9 @@ class FredriksonAttrBlackBox(FredriksonAttr):
     def label_log_likelihood(self, threat: ThreatModel, public: Dataset, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The confusion of the model's labels, P(true y | predicted label), estimated on the public records."""
         c = public.num_classes
-        predicted = as_vectors(threat.observer(public.x), c).argmax(1)
-        joint = torch.zeros(c, c).index_put_((public.y, predicted), torch.ones(len(predicted)), accumulate=True) + self.params.smoothing
+        device = outputs.device
+        predicted = as_vectors(threat.observer(public.x), c).argmax(1).to(device)
+        joint = torch.zeros(c, c, device=device).index_put_((public.y.to(device), predicted), torch.ones(len(predicted), device=device), accumulate=True) + self.params.smoothing
         confusion = joint / joint.sum(0, keepdim=True)  # P(true label | predicted label)
         return confusion.log()[y.unsqueeze(1), outputs.argmax(2)]
 

@@ -43,7 +43,7 @@ class GenerativeAttack(Attack):
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
         target = threat.white_box
-        y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"])
+        y = requested_classes(self.name, targets.classes, target.model.spec["num_classes"]).to(threat.device)
         seed = derive_seed(gen)
         prior = self.prior(target, attacker_data, seed)
         lomma = LOMMA(target, attacker_data, self.params, seed) if self.params.lomma else None

@@ -59,7 +59,7 @@ class GMI(GenerativeAttack):
         """`restarts` latent searches per image, in batches; the best restart by target logit is kept."""
         p = self.params
         generator, critic = prior.generator, prior.discriminator
-        z0 = torch.randn(p.restarts * len(y), p.latent_dim, generator=gen)
+        z0 = torch.randn(p.restarts * len(y), p.latent_dim, generator=gen).to(y.device)
         labels = y.repeat(p.restarts)
         starts = range(0, len(z0), p.batch_size)
         with progress_bar("GMI latent search", len(starts) * p.iterations) as advance:
@@ -68,7 +68,7 @@ class GMI(GenerativeAttack):
             images = generator(z)
             scores = target(images).gather(1, labels[:, None]).view(p.restarts, len(y))
         best = scores.argmax(0)
-        images = images.view(p.restarts, len(y), *images.shape[1:])[best, torch.arange(len(y))]
+        images = images.view(p.restarts, len(y), *images.shape[1:])[best, torch.arange(len(y), device=best.device)]
         return images, {"best_restart": best.tolist(), "target_logit": scores.amax(0).tolist()}
 
     def descend(self, generator, critic, target, lomma: LOMMA | None, z: torch.Tensor, y: torch.Tensor, advance) -> torch.Tensor:

@@ -36,11 +36,12 @@ class InverseAttr(Attack):
     Params = InverseAttrParams
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
-        records = records_of(self.name, targets)
-        seen = as_vectors(observed(self.name, targets), attacker_data.num_classes)
+        # the regression is scikit-learn's: fitted and applied on the CPU, whatever device the model runs on
+        records = records_of(self.name, targets).cpu()
+        seen = as_vectors(observed(self.name, targets), attacker_data.num_classes).cpu()
         sensitive = sensitive_of(attacker_data)
-        public = attacker_data.x
-        outputs = as_vectors(threat.observer(public), attacker_data.num_classes)
+        public = attacker_data.x.cpu()
+        outputs = as_vectors(threat.observer(public), attacker_data.num_classes).cpu()
         predict = fit_predictor(torch.cat([sensitive.others(public), outputs], 1), sensitive.values(public), self.params.C)
         guess = predict(torch.cat([sensitive.others(records), seen], 1))
         return completed(records, sensitive, sensitive.candidates(public), guess)

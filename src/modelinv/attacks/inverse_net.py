@@ -97,10 +97,11 @@ class InverseNet(Attack):
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
         p = self.params
-        x_a = attacker_data.x
-        o_a = threat.observer(x_a).float()
+        device = threat.device
+        x_a = attacker_data.x.to(device)
+        o_a = threat.observer(x_a).float().to(device)
         with seeded(gen):
-            decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width)
+            decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width).to(device)  # initialised on the CPU
             optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
 
             def loss(idx: torch.Tensor) -> torch.Tensor:
@@ -110,5 +111,5 @@ class InverseNet(Attack):
                 pass
         decoder.eval()
         with torch.no_grad():
-            images = torch.cat([decoder(o) for o in targets.observations.float().split(512)])
+            images = torch.cat([decoder(o) for o in targets.observations.float().to(device).split(512)])
         return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": train_loss})

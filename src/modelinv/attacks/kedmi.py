@@ -59,17 +59,17 @@ class KEDMI(GenerativeAttack):
         p = self.params
         generator, discriminator = prior.generator, prior.discriminator
         classes, which = y.unique(return_inverse=True)
-        mu = torch.zeros(len(classes), p.latent_dim, requires_grad=True)
-        log_var = torch.full((len(classes), p.latent_dim), INITIAL_LOG_VAR, requires_grad=True)
+        mu = torch.zeros(len(classes), p.latent_dim, device=y.device, requires_grad=True)
+        log_var = torch.full((len(classes), p.latent_dim), INITIAL_LOG_VAR, device=y.device, requires_grad=True)
         optimiser = torch.optim.Adam([mu, log_var], lr=p.lr)
 
         def sample(rows: torch.Tensor) -> torch.Tensor:
-            eps = torch.randn(len(rows), p.latent_dim, generator=gen)
+            eps = torch.randn(len(rows), p.latent_dim, generator=gen).to(mu.device)  # drawn on the CPU: the same on every device
             return generator(mu[rows] + (0.5 * log_var[rows]).exp() * eps)
 
         with progress_bar("KEDMI distribution search", p.iterations) as advance:
             for _ in range(p.iterations):
-                images = sample(torch.arange(len(classes)))
+                images = sample(torch.arange(len(classes), device=mu.device))
                 prior_loss = F.softplus(-realness(discriminator(images))).mean()
                 identity = lomma(images, classes).mean() if lomma else F.cross_entropy(target(images), classes)
                 optimiser.zero_grad()

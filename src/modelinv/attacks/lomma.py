@@ -65,22 +65,24 @@ DISTILL_LR, DISTILL_BATCH = 1e-3, 64
 
 def distill(arch: str, public: Dataset, soft: torch.Tensor, epochs: int, seed: int) -> tuple[LayeredNet, dict]:
     """Train `arch` on the public images to match the target's soft labels (KL divergence), Adam with a cosine
-    schedule; built and trained inside `seeded(seed)`."""
+    schedule; built (on the CPU) and trained inside `seeded(seed)`, on the device of `soft`."""
     gen = torch.Generator().manual_seed(seed)
+    device = soft.device
+    x = public.x.to(device)
     with seeded(seed):
-        model = build_model(arch, public.input_shape, soft.shape[1])
+        model = build_model(arch, public.input_shape, soft.shape[1]).to(device)
         optimiser = torch.optim.Adam(model.parameters(), DISTILL_LR)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * -(-len(public) // DISTILL_BATCH))
 
         def loss(batch: torch.Tensor) -> torch.Tensor:
-            return F.kl_div(model(public.x[batch]).log_softmax(1), soft[batch], reduction="batchmean")
+            return F.kl_div(model(x[batch]).log_softmax(1), soft[batch], reduction="batchmean")
 
         model.train()
         for _ in train_epochs(loss, optimiser, len(public), epochs, DISTILL_BATCH, gen, after_step=schedule.step, desc=f"distilling LOMMA surrogate {arch}"):
             pass
     model.eval()
     with torch.no_grad():
-        agreement = (model(public.x).argmax(1) == soft.argmax(1)).float().mean().item()
+        agreement = (model(x).argmax(1) == soft.argmax(1)).float().mean().item()
     return model, {"target_agreement_public": agreement}
 
 
@@ -103,6 +105,7 @@ class LOMMA:
                 data_digest=public.digest(),
                 seed=seed,
                 train={"epochs": params.lomma_epochs, "lr": DISTILL_LR, "batch_size": DISTILL_BATCH, "target": digest},
+                device=str(target.device),
             )
 
             def produce(arch: str = arch) -> tuple[dict, dict]:
@@ -115,7 +118,7 @@ class LOMMA:
             self.surrogates.append(modules["model"])
             self.meta[arch] = {"cached": meta["cached"], "path": meta["path"], **meta["metrics"]}
         with torch.no_grad():
-            self.p_reg = torch.cat([target.features(public.x[i : i + 512], self.layer).flatten(1) for i in range(0, len(public), 512)]).mean(0)
+            self.p_reg = torch.cat([target.features(public.x[i : i + 512].to(target.device), self.layer).flatten(1) for i in range(0, len(public), 512)]).mean(0)
 
     def __call__(self, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """L_id per image: the ensemble's mean negative class logit plus the target's feature penalty."""

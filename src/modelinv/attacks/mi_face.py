@@ -53,14 +53,15 @@ class MIFace(Attack):
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
         p = self.params
         model = threat.white_box
-        y = targets.classes
+        device = threat.device
+        y = targets.classes.to(device)
         shape = tuple(model.model.spec["input_shape"])
-        x = torch.zeros((len(y), *shape), requires_grad=True)
+        x = torch.zeros((len(y), *shape), device=device, requires_grad=True)
         best = x.detach().clone()
-        best_cost = torch.full((len(y),), float("inf"))
-        history = torch.full((len(y), p.window), float("inf"))
-        active = torch.ones(len(y), dtype=torch.bool)
-        steps = torch.zeros(len(y), dtype=torch.long)
+        best_cost = torch.full((len(y),), float("inf"), device=device)
+        history = torch.full((len(y), p.window), float("inf"), device=device)
+        active = torch.ones(len(y), dtype=torch.bool, device=device)
+        steps = torch.zeros(len(y), dtype=torch.long, device=device)
         for i in range(p.iterations):
             cost = self.cost(model, x, y)
             if p.jitter:

@@ -63,15 +63,16 @@ class MirrorBB(PublicPriorAttack):
 
         def fitness(z: torch.Tensor) -> torch.Tensor:
             """p_y(G(z)) for latents (c, m, d) of the classes, in one batch of queries."""
-            probs = ask(observer, generator, z.reshape(-1, d), "probs").view(c, z.shape[1], -1)
+            probs = ask(observer, generator, z.reshape(-1, d), "probs").to(z.device).view(c, z.shape[1], -1)
             return probs.gather(2, classes.view(c, 1, 1).expand(c, z.shape[1], 1)).squeeze(2)
 
-        z = self.clip(torch.randn(c, n, d, generator=gen))
-        score = torch.zeros(c, n)
+        device = y.device
+        z = self.clip(torch.randn(c, n, d, generator=gen).to(device))  # every draw on the CPU, then moved: the same on every device
+        score = torch.zeros(c, n, device=device)
         meta["generations"] = 0
         with until_budget(self.name, meta):
-            pool = self.clip(torch.randn(p.pool, d, generator=gen))
-            probs = ask(observer, generator, pool, "probs")
+            pool = self.clip(torch.randn(p.pool, d, generator=gen).to(device))
+            probs = ask(observer, generator, pool, "probs").to(device)
             check_classes(self.name, classes, probs.shape[1])
             score, top = probs[:, classes].T.topk(n, dim=1)
             z = pool[top]
@@ -94,11 +95,11 @@ class MirrorBB(PublicPriorAttack):
         """`population - 1` mutated children per class from fitness-weighted parents (z and score sorted, best first)."""
         p = self.params
         c, n, d = z.shape
-        parents = torch.multinomial(score.softmax(1), 2 * (n - 1), replacement=True, generator=gen)
+        parents = torch.multinomial(score.softmax(1).cpu(), 2 * (n - 1), replacement=True, generator=gen).to(z.device)
         first, second = parents[:, : n - 1], parents[:, n - 1 :]
         f1, f2 = score.gather(1, first), score.gather(1, second)
-        keep_first = torch.rand(c, n - 1, d, generator=gen) < (f1 / (f1 + f2).clamp_min(1e-12))[..., None]
+        keep_first = torch.rand(c, n - 1, d, generator=gen).to(z.device) < (f1 / (f1 + f2).clamp_min(1e-12))[..., None]
         children = torch.where(keep_first, z.gather(1, first[..., None].expand(c, n - 1, d)), z.gather(1, second[..., None].expand(c, n - 1, d)))
-        mutate = torch.rand(c, n - 1, d, generator=gen) < p.mutation_prob
-        noise = p.mutation_ce * (2 * torch.rand(c, n - 1, d, generator=gen) - 1)
+        mutate = torch.rand(c, n - 1, d, generator=gen).to(z.device) < p.mutation_prob
+        noise = p.mutation_ce * (2 * torch.rand(c, n - 1, d, generator=gen).to(z.device) - 1)
         return self.clip(children + mutate * noise)

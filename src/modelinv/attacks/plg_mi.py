@@ -50,7 +50,7 @@ class PLGMI(GenerativeAttack):
         p = self.params
         generator = prior.generator
         identity = lomma or (lambda x, c: max_margin_loss(target(x), c))
-        z = torch.randn(len(y), p.latent_dim, generator=gen).requires_grad_()
+        z = torch.randn(len(y), p.latent_dim, generator=gen).to(y.device).requires_grad_()
         optimiser = torch.optim.Adam([z], lr=p.lr)
         with progress_bar("plg-mi latent search", p.iterations) as advance:
             for _ in range(p.iterations):

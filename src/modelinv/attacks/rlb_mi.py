@@ -60,11 +60,13 @@ def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 class SoftActorCritic(nn.Module):
     """A tanh-Gaussian actor, twin Q critics and a learned temperature, for one-step episodes."""
 
-    def __init__(self, dim: int, hidden: int, lr: float):
+    def __init__(self, dim: int, hidden: int, lr: float, device: torch.device | str = "cpu"):
+        """Initialised on the CPU (the same weights on every device), then moved to `device`."""
         super().__init__()
         self.actor = mlp(dim, hidden, 2 * dim)
         self.critics = nn.ModuleList([mlp(2 * dim, hidden, 1) for _ in range(2)])
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.log_temperature = nn.Parameter(torch.zeros(()))  # cpu: moved with the module just below
+        self.to(device)
         self.target_entropy = -float(dim)
         self.optimisers = [torch.optim.Adam(m.parameters(), lr) for m in (self.actor, self.critics)]
         self.optimisers.append(torch.optim.Adam([self.log_temperature], lr))
@@ -73,7 +75,7 @@ class SoftActorCritic(nn.Module):
         """A sampled action a = tanh(mu + sigma eps) and its log-probability (with the tanh correction)."""
         mu, log_std = self.actor(state).chunk(2, dim=1)
         log_std = log_std.clamp(*LOG_STD_RANGE)
-        eps = torch.randn(mu.shape, generator=gen)
+        eps = torch.randn(mu.shape, generator=gen).to(mu.device)  # drawn on the CPU: the same on every device
         action = torch.tanh(mu + log_std.exp() * eps)
         log_prob = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(1) - torch.log1p(-action.pow(2) + 1e-6).sum(1)
         return action, log_prob
@@ -113,20 +115,20 @@ class RLBMI(PublicPriorAttack):
         classes, which = y.unique(return_inverse=True)
         c, d, keep = len(classes), p.latent_dim, int(rank_in_class(y).max()) + 1
         with seeded(gen):
-            agents = [SoftActorCritic(d, p.hidden, p.agent_lr) for _ in range(c)]
-        best_z, best_p = torch.zeros(c, keep, d), torch.full((c, keep), -1.0)
+            agents = [SoftActorCritic(d, p.hidden, p.agent_lr, y.device) for _ in range(c)]
+        best_z, best_p = torch.zeros(c, keep, d, device=y.device), torch.full((c, keep), -1.0, device=y.device)
         buffer: list[tuple[torch.Tensor, ...]] = []
         meta["episodes"] = 0
 
         def confidence(z: torch.Tensor) -> torch.Tensor:
             """Target probabilities of G(z) for latents (c, m, d) of the classes: (c, m, K)."""
-            probs = ask(observer, generator, z.flatten(0, 1), "probs")
+            probs = ask(observer, generator, z.flatten(0, 1), "probs").to(z.device)
             check_classes(self.name, classes, probs.shape[1])
             return probs.view(c, z.shape[1], -1)
 
         with until_budget(self.name, meta), progress_bar("rlb-mi agents", p.episodes) as advance:
             for episode in range(p.episodes):
-                state, test_state = torch.randn(2, c, d, generator=gen)
+                state, test_state = torch.randn(2, c, d, generator=gen).to(y.device)
                 with torch.no_grad():
                     action = torch.stack([agent.act(s, gen)[0] for agent, s in zip(agents, torch.stack([state, test_state], 1))])
                 # rows per class: the training action, then the test action

@@ -33,5 +33,5 @@ class RMLE(Attack):
         model = threat.white_box.model
         steps = schedule(model, layer, self.params)
         f1 = lambda x: threat.white_box.features(x, layer)  # noqa: E731
-        images = invert_features(f1, targets.observations, tuple(model.spec["input_shape"]), **steps, adam_eps=self.params.adam_eps, amsgrad=self.params.amsgrad)
+        images = invert_features(f1, targets.observations.to(threat.device), tuple(model.spec["input_shape"]), **steps, adam_eps=self.params.adam_eps, amsgrad=self.params.amsgrad)
         return Reconstruction(images, steps)

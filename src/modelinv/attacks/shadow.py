@@ -17,6 +17,7 @@ from modelinv.attacks.base import Attack, Reconstruction, Targets
 from modelinv.attacks.feature_inversion import RMLEParams, invert_features, schedule
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
+from modelinv.devices import device_of
 from modelinv.models.layered import ClientPart, LayeredNet
 from modelinv.models.trainer import train_epochs
 from modelinv.oracle import ThreatModel
@@ -27,8 +28,10 @@ def train_shadow_client(
     model: LayeredNet, layer: str, data: Dataset, epochs: int, lr: float, batch_size: int, gen: torch.Generator
 ) -> LayeredNet:
     """Copy the architecture, re-initialise the client stages, train them through the frozen server stages
-    (inside `seeded`, from one seed drawn from `gen`)."""
-    shadow = copy.deepcopy(model)
+    (inside `seeded`, from one seed drawn from `gen`), on the device of `model`. The client stages are
+    re-initialised on the CPU, so the same seed gives the same shadow on every device."""
+    device = device_of(model)
+    shadow = copy.deepcopy(model).cpu()
     client = shadow.client_stages(layer)
     with seeded(gen):
         for name, stage in shadow.stages.items():
@@ -36,6 +39,7 @@ def train_shadow_client(
                 if name in client and hasattr(module, "reset_parameters"):
                     module.reset_parameters()
             stage.requires_grad_(name in client)
+        shadow.to(device)
         shadow.train()
         for name in shadow.cut_layers:  # the server part stays in inference mode (frozen batch-norm statistics)
             if name not in client:
@@ -43,7 +47,7 @@ def train_shadow_client(
         optimiser = torch.optim.Adam([p for p in shadow.parameters() if p.requires_grad], lr=lr)
 
         def loss(idx: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(shadow(data.x[idx]), data.y[idx])
+            return F.cross_entropy(shadow(data.x[idx].to(device)), data.y[idx].to(device))
 
         for _ in train_epochs(loss, optimiser, len(data), epochs, batch_size, gen, desc="shadow client"):
             pass
@@ -74,5 +78,5 @@ class ShadowModel(Attack):
         shadow = train_shadow_client(known, layer, attacker_data, p.epochs, p.train_lr, p.batch_size, gen)
         steps = schedule(shadow, layer, p)
         shape = tuple(known.spec["input_shape"])
-        images = invert_features(ClientPart(shadow, layer), targets.observations, shape, **steps, desc="rMLE on shadow", adam_eps=self.params.adam_eps, amsgrad=self.params.amsgrad)
+        images = invert_features(ClientPart(shadow, layer), targets.observations.to(threat.device), shape, **steps, desc="rMLE on shadow", adam_eps=self.params.adam_eps, amsgrad=self.params.amsgrad)
         return Reconstruction(images, steps)

@@ -41,7 +41,7 @@ class BiDO(TrainingDefense):
         p = self.params
         hidden = set(hidden_layers(model))
         kx, ky = gaussian_kernel(x, p.sigma), linear_kernel(F.one_hot(y, model.spec["num_classes"]).to(x.dtype))
-        dependency = torch.zeros((), dtype=x.dtype)
+        dependency = torch.zeros((), dtype=x.dtype, device=x.device)
         for name, h in model.activations(x):
             if name in hidden:
                 kz = gaussian_kernel(h, p.sigma)

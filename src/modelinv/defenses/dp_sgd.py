@@ -70,7 +70,7 @@ class DPSGD(TrainingDefense):
     def batches(self, n: int, batch_size: int, gen: torch.Generator):
         """Poisson sampling: each of the epoch's steps takes every example independently with rate q."""
         for _ in range(self.steps_per_epoch):
-            yield (torch.rand(n, generator=gen) < self.sample_rate).nonzero().squeeze(1)
+            yield (torch.rand(n, generator=gen) < self.sample_rate).nonzero().squeeze(1)  # cpu: batch indices, drawn from the CPU generator
 
     def finish(self, model: torch.nn.Module) -> dict[str, Any]:
         self.grad_sample.cleanup()

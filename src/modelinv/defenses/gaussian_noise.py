@@ -22,4 +22,5 @@ class GaussianNoise(FeatureDefense):
     Params = GaussianParams
 
     def perturb(self, observation: torch.Tensor) -> torch.Tensor:
-        return observation + self.params.sigma * torch.randn_like(observation)
+        # drawn on the CPU from the global state (as randn_like there), then moved: the same noise on every device
+        return observation + self.params.sigma * torch.randn(observation.shape, dtype=observation.dtype).to(observation.device)

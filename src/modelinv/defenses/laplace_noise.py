@@ -22,5 +22,5 @@ class LaplaceNoise(FeatureDefense):
     Params = LaplaceParams
 
     def perturb(self, observation: torch.Tensor) -> torch.Tensor:
-        noise = torch.distributions.Laplace(0.0, self.params.scale).sample(observation.shape)
-        return observation + noise.to(observation.dtype)
+        noise = torch.distributions.Laplace(0.0, self.params.scale).sample(observation.shape)  # drawn on the CPU: the same on every device
+        return observation + noise.to(device=observation.device, dtype=observation.dtype)

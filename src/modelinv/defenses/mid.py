@@ -20,6 +20,7 @@ from torch import nn
 
 from modelinv.defenses.base import DefenseParams, TrainingDefense
 from modelinv.defenses.registry import DEFENSES
+from modelinv.devices import device_of
 from modelinv.models.layered import LayeredNet
 from modelinv.models.trainer import TrainConfig
 
@@ -38,14 +39,14 @@ class MID(TrainingDefense):
     def setup(self, model: LayeredNet, optimiser: torch.optim.Optimizer, train_size: int, config: TrainConfig) -> torch.optim.Optimizer:
         self.at = model.check_layer(self.params.bottleneck or model.embedding_layer)
         with torch.no_grad():
-            width = model.features(torch.zeros(1, *model.spec["input_shape"]), self.at)[0].numel()
-        self.std_head = nn.Linear(width, width)
+            width = model.features(torch.zeros(1, *model.spec["input_shape"], device=device_of(model)), self.at)[0].numel()
+        self.std_head = nn.Linear(width, width).to(device_of(model))  # initialised on the CPU
         optimiser.add_param_group({"params": self.std_head.parameters()})
         return optimiser
 
     def loss(self, model: LayeredNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mu = model.features(x, self.at)
         std = F.softplus(self.std_head(mu.flatten(1)) - 5.0).view_as(mu)
-        z = mu + std * torch.randn_like(std)
+        z = mu + std * torch.randn(std.shape, dtype=std.dtype).to(std.device)  # drawn on the CPU (as randn_like there)
         kl = 0.5 * (mu.pow(2) + std.pow(2) - 2 * std.clamp_min(1e-8).log() - 1).flatten(1).sum(1).mean()
         return F.cross_entropy(model.forward_from(z, self.at), y) + self.params.beta * kl

@@ -9,6 +9,12 @@ the target's weights), so a second attack reuses it.
 
 Every GAN is built and trained inside `modelinv.seeding.seeded(seed)`: its initialisation is the seed's,
 and the caller's global random state is left as it was.
+
+Devices: a GAN is built on the CPU (the same initial weights everywhere), then moved to the device it
+trains on: the target's, or the one given to a black-box attacker's GAN. Its random draws (latents,
+classes, batches, interpolation weights) come from a CPU `torch.Generator` and are moved to that device,
+so the same seed draws the same numbers on every device. Cached GANs are stored from CPU copies and
+loaded onto the device asked for; the cache key holds the device type when it is not the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from modelinv.data.types import Dataset
+from modelinv.devices import device_of
 from modelinv.errors import ModelinvError
 from modelinv.models.store import ModelRequest, cached, module_digest
 from modelinv.oracle import Oracle
@@ -58,16 +65,18 @@ def gan_config(schema: type[C], params: BaseModel) -> C:
 
 class Draws:
     """The random inputs of the GAN updates, each drawn from the training generator `gen` when a loss asks for
-    it: a loss draws what it uses, in its own order, so every random number is the same from run to run."""
+    it: a loss draws what it uses, in its own order, so every random number is the same from run to run.
+    Draws are made on the CPU (`gen` is a CPU generator) and moved to the generator's device."""
 
     def __init__(self, generator: nn.Module, real: tuple[torch.Tensor, ...], batch: int, latent_dim: int, num_classes: int, gen: torch.Generator):
         self.generator, self.real_rows, self.batch, self.latent_dim, self.num_classes, self.gen = generator, real, batch, latent_dim, num_classes, gen
+        self.device = device_of(generator)
 
     def latent(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A batch of z ~ N(0, I) and, for a class-conditional generator (`num_classes` > 0), uniformly random
         classes, drawn before z; None for an unconditional one."""
-        labels = torch.randint(self.num_classes, (self.batch,), generator=self.gen) if self.num_classes else None
-        return torch.randn(self.batch, self.latent_dim, generator=self.gen), labels
+        labels = torch.randint(self.num_classes, (self.batch,), generator=self.gen).to(self.device) if self.num_classes else None
+        return torch.randn(self.batch, self.latent_dim, generator=self.gen).to(self.device), labels
 
     def fake(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images G(z, classes) of a fresh `latent()` batch, without gradients, and their classes."""
@@ -77,8 +86,8 @@ class Draws:
 
     def real(self) -> list[torch.Tensor]:
         """One batch of rows drawn with replacement from the tensors `real` (the same rows of each)."""
-        pick = torch.randint(len(self.real_rows[0]), (self.batch,), generator=self.gen)
-        return [t[pick] for t in self.real_rows]
+        pick = torch.randint(len(self.real_rows[0]), (self.batch,), generator=self.gen)  # cpu: row indices, moved below
+        return [t[pick.to(t.device)] for t in self.real_rows]
 
 
 def train_gan(
@@ -100,8 +109,9 @@ def train_gan(
     discriminator frozen), the generator's first when `generator_first`. `draws` (`Draws`) serves latents,
     class-conditional ones when `num_classes` > 0, generated images and batches of the rows of the tensors
     `real`, all from one generator seeded with `seed`. Return the losses' named statistics averaged over the
-    last tenth of the steps."""
+    last tenth of the steps. Training runs on the generator's device (the `real` rows are moved there)."""
     c = config
+    real = tuple(t.to(device_of(generator)) for t in real)
     draws = Draws(generator, real, c.gan_batch, c.latent_dim, num_classes, torch.Generator().manual_seed(seed))
     opt_g = torch.optim.Adam(generator.parameters(), c.gan_lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), c.gan_lr, betas=betas)
@@ -146,8 +156,18 @@ def train_gan(
     return sums
 
 
-def cached_gan(role: str, public: Dataset, target: nn.Module | None, config: GANConfig, seed: int, produce: Callable[[], tuple[dict[str, nn.Module], dict]], guided: bool) -> tuple[dict[str, nn.Module], dict]:
-    """The GAN modules (frozen) that `produce` trains for `role` on the attacker's `public` data, from the cache when present.
+def cached_gan(
+    role: str,
+    public: Dataset,
+    target: nn.Module | None,
+    config: GANConfig,
+    seed: int,
+    produce: Callable[[], tuple[dict[str, nn.Module], dict]],
+    guided: bool,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, nn.Module], dict]:
+    """The GAN modules (frozen, on `device`) that `produce` trains there for `role` on the attacker's `public`
+    data, from the cache when present.
 
     The cache key holds the public data's digest, the input shape, the config and the seed; for a GAN
     `guided` by the target also the target's number of classes and weight digest. Without the `target`
@@ -166,6 +186,7 @@ def cached_gan(role: str, public: Dataset, target: nn.Module | None, config: GAN
         seed=seed,
         args={"latent_dim": config.latent_dim, "width": config.width},
         train={**config.model_dump(), "target": module_digest(target) if guided else None},
+        device=str(device),
     )
     with seeded(None):  # the cache seeds the global random state before training: keep the caller's
         modules, meta = cached(request, produce)
@@ -181,9 +202,10 @@ def random_latent_images(generator: nn.Module, y: torch.Tensor, seed: int) -> to
 
     Shape: y (N,) -> images (N, C, H, W).
     """
-    z = torch.randn((len(y), generator.latent_dim), generator=torch.Generator().manual_seed(seed))
+    device = device_of(generator)
+    z = torch.randn((len(y), generator.latent_dim), generator=torch.Generator().manual_seed(seed)).to(device)  # drawn on the CPU
     with torch.no_grad():
-        return generator(z, y if generator.num_classes else None)
+        return generator(z, y.to(device) if generator.num_classes else None)
 
 
 def charge_training(target: Oracle, meta: dict) -> None:

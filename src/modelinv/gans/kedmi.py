@@ -46,13 +46,15 @@ def realness(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def soft_labels(target: WhiteBox, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """softmax(T(x)) for the public images, through the white-box oracle."""
+    """softmax(T(x)) for the public images, through the white-box oracle (on the target's device)."""
     return torch.cat([target(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
 
 
 def train_kedmi_gan(public: Dataset, labels: torch.Tensor, config: KEDMIGANConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
-    """Train G and D on the public images and the target's soft `labels` with L_D and L_G (module docstring)."""
+    """Train G and D on the public images and the target's soft `labels` with L_D and L_G (module docstring), on
+    the device of `labels` (built on the CPU)."""
     c = config
+    device = labels.device
     shape, k = public.input_shape, labels.shape[1]
 
     def critic_loss(d: nn.Module, draws: Draws):
@@ -76,8 +78,8 @@ def train_kedmi_gan(public: Dataset, labels: torch.Tensor, config: KEDMIGANConfi
         return matching + c.entropy_weight * entropy, {"loss_feature_matching": matching.detach(), "entropy_fake": entropy.detach()}
 
     with seeded(seed):
-        generator = build_model("dcgan-generator", shape, 0, latent_dim=c.latent_dim, width=c.width)
-        discriminator = build_model("dcgan-discriminator", shape, 0, outputs=k, width=c.width)
+        generator = build_model("dcgan-generator", shape, 0, latent_dim=c.latent_dim, width=c.width).to(device)
+        discriminator = build_model("dcgan-discriminator", shape, 0, outputs=k, width=c.width).to(device)
         metrics = train_gan(generator, discriminator, (public.x, labels), c, seed, critic_loss, generator_loss, "training kedmi GAN")
     return {"generator": generator, "discriminator": discriminator}, metrics
 
@@ -94,6 +96,6 @@ def kedmi_gan(target: WhiteBox, public: Dataset, config: KEDMIGANConfig, seed: i
         modules, metrics = train_kedmi_gan(public, labels, config, seed)
         return modules, {**metrics, "target_evaluations": target.queries - before}
 
-    modules, meta = cached_gan("kedmi-gan", public, target.model, config, seed, produce, guided=True)
+    modules, meta = cached_gan("kedmi-gan", public, target.model, config, seed, produce, guided=True, device=target.device)
     charge_training(target, meta)
     return modules["generator"], modules["discriminator"], meta

@@ -69,9 +69,10 @@ def random_augment(x: torch.Tensor, crop_area: float, rotation: float, gen: torc
     """A(x): a random square crop covering crop_area..1 of the image, resized back and rotated by up to
     `rotation` degrees, as one differentiable affine resampling (zeros outside the image)."""
     n = x.shape[0]
-    side = (crop_area + (1 - crop_area) * torch.rand(n, generator=gen)).sqrt()
-    shift = (1 - side)[:, None] * (2 * torch.rand(n, 2, generator=gen) - 1)
-    angle = torch.deg2rad(rotation * (2 * torch.rand(n, generator=gen) - 1))
+    # drawn on the CPU (the same on every device), then moved to the images' device
+    side = (crop_area + (1 - crop_area) * torch.rand(n, generator=gen).to(x.device)).sqrt()
+    shift = (1 - side)[:, None] * (2 * torch.rand(n, 2, generator=gen).to(x.device) - 1)
+    angle = torch.deg2rad(rotation * (2 * torch.rand(n, generator=gen).to(x.device) - 1))
     cos, sin = side * angle.cos(), side * angle.sin()
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -85,7 +86,8 @@ def top_k_pseudo_labels(target: Callable[[torch.Tensor], torch.Tensor], public: 
         raise ModelinvError(f"attack.params.top_k={k} exceeds the {len(public)} images of the attacker's data")
     probs = torch.cat([target(public.x[i : i + batch_size]).softmax(1) for i in range(0, len(public), batch_size)])
     confidence, index = probs.topk(k, dim=0)  # (k, num_classes)
-    return public.x[index.T.flatten()], torch.arange(num_classes).repeat_interleave(k), float(confidence.mean())
+    device = probs.device
+    return public.x.to(device)[index.T.flatten()], torch.arange(num_classes, device=device).repeat_interleave(k), float(confidence.mean())
 
 
 def _spectral_norm(module: nn.Module, on: bool) -> None:
@@ -101,7 +103,8 @@ def _spectral_norm(module: nn.Module, on: bool) -> None:
 def train_plg_gan(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, num_classes: int, config: PLGGANConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
     """Train G and D on pseudo-labelled images (x, y) with L_D and L_G (module docstring), in `train_gan`'s loop
     with the generator's update first; return both and the losses and the target's accuracy on the fakes,
-    averaged over the last tenth of the steps."""
+    averaged over the last tenth of the steps. Trained on the device of `x`; built (spectral norm's vectors
+    included) on the CPU."""
     c = config
 
     def critic_loss(d: nn.Module, draws: Draws):
@@ -124,6 +127,8 @@ def train_plg_gan(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
         discriminator = build_model("dcgan-discriminator", shape, num_classes, outputs=1, width=c.width)
         nn.init.zeros_(generator.embed.weight)
         _spectral_norm(discriminator, on=True)
+        generator.to(x.device)
+        discriminator.to(x.device)
         metrics = train_gan(
             generator, discriminator, (x, y), c, seed, critic_loss, generator_loss, "training plg-mi GAN", betas=BETAS, num_classes=num_classes, generator_first=True
         )
@@ -143,6 +148,6 @@ def plg_gan(target: WhiteBox, public: Dataset, config: PLGGANConfig, seed: int) 
         modules, metrics = train_plg_gan(target, x, y, num_classes, config, seed)
         return modules, {"pseudo_label_confidence": confidence, **metrics, "target_evaluations": target.queries - before}
 
-    modules, meta = cached_gan("plg-mi-gan", public, target.model, config, seed, produce, guided=True)
+    modules, meta = cached_gan("plg-mi-gan", public, target.model, config, seed, produce, guided=True, device=target.device)
     charge_training(target, meta)
     return modules["generator"], meta

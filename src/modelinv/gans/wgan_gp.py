@@ -17,6 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from modelinv.data.types import Dataset
+from modelinv.devices import device_of
 from modelinv.gans import Draws, GANConfig, cached_gan, train_gan
 from modelinv.models import build_model
 from modelinv.seeding import seeded
@@ -28,14 +29,15 @@ class WGANGPConfig(GANConfig):
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] at random interpolates x_hat between real and fake images."""
-    a = torch.rand(real.shape[0], *[1] * (real.dim() - 1), generator=gen)
+    a = torch.rand(real.shape[0], *[1] * (real.dim() - 1), generator=gen).to(real.device)  # drawn on the CPU
     x_hat = (real + a * (fake - real)).requires_grad_()
     (grad,) = torch.autograd.grad(discriminator(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def train_wgan_gp(public: Dataset, config: WGANGPConfig, seed: int) -> tuple[dict[str, nn.Module], dict]:
-    """Train G and D on the public images with L_D and L_G (module docstring); return both and training metrics."""
+def train_wgan_gp(public: Dataset, config: WGANGPConfig, seed: int, device: torch.device | str = "cpu") -> tuple[dict[str, nn.Module], dict]:
+    """Train G and D on the public images with L_D and L_G (module docstring), on `device` (built on the CPU);
+    return both and training metrics."""
     c = config
 
     def critic_loss(d: nn.Module, draws: Draws):
@@ -50,14 +52,16 @@ def train_wgan_gp(public: Dataset, config: WGANGPConfig, seed: int) -> tuple[dic
         return -d(g(z)).mean(), {}
 
     with seeded(seed):
-        generator = build_model("dcgan-generator", public.input_shape, 0, latent_dim=c.latent_dim, width=c.width)
-        discriminator = build_model("dcgan-discriminator", public.input_shape, 0, outputs=1, width=c.width)
+        generator = build_model("dcgan-generator", public.input_shape, 0, latent_dim=c.latent_dim, width=c.width).to(device)
+        discriminator = build_model("dcgan-discriminator", public.input_shape, 0, outputs=1, width=c.width).to(device)
         metrics = train_gan(generator, discriminator, (public.x,), c, seed, critic_loss, generator_loss, "training gmi WGAN-GP")
     return {"generator": generator, "discriminator": discriminator}, metrics
 
 
-def wgan_gp(public: Dataset, target: nn.Module | None, config: WGANGPConfig, seed: int) -> tuple[nn.Module, nn.Module, dict]:
+def wgan_gp(public: Dataset, target: nn.Module | None, config: WGANGPConfig, seed: int, device: torch.device | str | None = None) -> tuple[nn.Module, nn.Module, dict]:
     """The GMI generator and critic for the attacker's `public` data (shaped like `target`'s inputs, when the
-    attacker has the target): cached or trained. It never uses the target, so black-box attacks share it."""
-    modules, meta = cached_gan("gmi-gan", public, target, config, seed, lambda: train_wgan_gp(public, config, seed), guided=False)
+    attacker has the target): cached or trained, on `device` (default: the target's, else the CPU). It never
+    uses the target, so black-box attacks share it."""
+    device = torch.device(device) if device is not None else device_of(target)
+    modules, meta = cached_gan("gmi-gan", public, target, config, seed, lambda: train_wgan_gp(public, config, seed, device), guided=False, device=device)
     return modules["generator"], modules["discriminator"], meta

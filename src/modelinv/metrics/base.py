@@ -28,7 +28,12 @@ NEEDS = {
 
 @dataclass
 class MetricInputs:
-    """An attack's output and the references a metric may compare it with."""
+    """An attack's output and the references a metric may compare it with.
+
+    Metrics compare on the CPU: the reconstructions, labels, true inputs and observations are moved there
+    (a no-op for CPU tensors), and the evaluator runs on its own device and returns its outputs on the CPU
+    (`run_evaluator`), so what a metric compares is on one device and its value does not depend on the
+    device the attack ran on."""
 
     reconstructions: torch.Tensor  # (N, C, H, W) in [0, 1], or completed records (N, D) for attribute inference
     labels: torch.Tensor  # (N,) int64: the class each reconstruction should show (true or targeted)
@@ -40,6 +45,9 @@ class MetricInputs:
     observations: torch.Tensor | None = None  # (N, ...) what the attacker observed of each true input, after any defense
 
     def __post_init__(self) -> None:
+        self.reconstructions, self.labels = self.reconstructions.cpu(), self.labels.cpu()
+        self.truth = self.truth.cpu() if self.truth is not None else None
+        self.observations = self.observations.cpu() if self.observations is not None else None
         n = self.reconstructions.shape[0]
         if n == 0:
             raise ModelinvError("metric inputs: there are no reconstructions")

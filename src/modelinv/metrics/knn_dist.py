@@ -32,7 +32,7 @@ def nearest_same_class(evaluator, x: torch.Tensor, labels: torch.Tensor, private
         raise ModelinvError(f"metric '{metric}': the private samples have no sample of class {absent[0]}")
     rec = run_evaluator(evaluator, x, embed=True).double()
     ref = run_evaluator(evaluator, private.x, embed=True).double()
-    nearest = torch.empty(len(labels), dtype=torch.float64)
+    nearest = torch.empty(len(labels), dtype=torch.float64, device=rec.device)
     for c in labels.unique():
         mine = labels == c
         dist = torch.cdist(rec[mine], ref[private_y == c], compute_mode="donot_use_mm_for_euclid_dist")

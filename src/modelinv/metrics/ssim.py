@@ -15,13 +15,13 @@ SIGMA, RADIUS, K1, K2 = 1.5, 5, 0.01, 0.03
 def _gaussian_filter(z: torch.Tensor) -> torch.Tensor:
     """Gaussian blur (sigma SIGMA, radius RADIUS) of each (H, W) plane of z (M, H, W), same size out, borders
     mirrored with the edge pixel repeated (d c b a | a b c d), as scipy.ndimage's mode 'reflect'."""
-    offsets = torch.arange(-RADIUS, RADIUS + 1, dtype=torch.float64)
+    offsets = torch.arange(-RADIUS, RADIUS + 1, dtype=torch.float64, device=z.device)
     kernel = torch.exp(-0.5 * (offsets / SIGMA) ** 2)
     kernel = (kernel / kernel.sum()).to(z)
     for axis in (-2, -1):
         n = z.shape[axis]
-        index = torch.arange(-RADIUS, n + RADIUS) % (2 * n)
-        z = z.index_select(axis, torch.where(index < n, index, 2 * n - 1 - index).to(z.device))
+        index = torch.arange(-RADIUS, n + RADIUS, device=z.device) % (2 * n)
+        z = z.index_select(axis, torch.where(index < n, index, 2 * n - 1 - index))
     z = F.conv2d(z.unsqueeze(1), kernel.view(1, 1, -1, 1))
     return F.conv2d(z, kernel.view(1, 1, 1, -1)).squeeze(1)
 

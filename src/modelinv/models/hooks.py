@@ -110,7 +110,7 @@ class HookedNet(LayeredNet):
                 handles.append(module.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)))
         try:
             with torch.no_grad():
-                out = self.model(self.prepare(torch.zeros(2, *self.input_shape)))
+                out = self.model(self.prepare(torch.zeros(2, *self.input_shape)))  # cpu: at construction, before any move
         except ModelinvError:
             raise
         except Exception as err:  # the user's model fails on the data's shape: one line naming both
@@ -173,7 +173,7 @@ class HookedNet(LayeredNet):
     def _replaced(self, h: torch.Tensor, layer: str) -> torch.Tensor:
         handle = self.stages[layer].register_forward_hook(lambda m, i, o: h)
         try:
-            return self.model(self.prepare(torch.zeros(h.shape[0], *self.input_shape, dtype=h.dtype)))
+            return self.model(self.prepare(torch.zeros(h.shape[0], *self.input_shape, dtype=h.dtype, device=h.device)))
         finally:
             handle.remove()
 
@@ -182,7 +182,7 @@ class HookedNet(LayeredNet):
         self.check_layer(layer)
         if layer not in self._bottlenecks:
             with torch.no_grad():
-                x = torch.rand(4, *self.input_shape, generator=torch.Generator().manual_seed(0))
+                x = torch.rand(4, *self.input_shape, generator=torch.Generator().manual_seed(0)).to(self.input_mean.device)
                 self._bottlenecks[layer] = bool(torch.allclose(self._replaced(self.features(x, layer), layer), self.model(self.prepare(x)), rtol=1e-4, atol=1e-5))
         if not self._bottlenecks[layer]:
             raise ModelinvError(

@@ -115,7 +115,7 @@ class ServerPart(nn.Module):
 
 def flat_size(stages: Iterable[tuple[str, nn.Module]], input_shape: tuple[int, ...]) -> int:
     """Number of features after running `stages` on one normalised input of `input_shape`."""
-    h = torch.zeros(1, *input_shape)
+    h = torch.zeros(1, *input_shape)  # cpu: at construction, before any move
     with torch.no_grad():
         for _, stage in stages:
             h = stage(h)

@@ -72,7 +72,7 @@ class DecisionTree(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Log leaf frequencies; a row goes left where x[feature] <= threshold (compared in float64, as scikit-learn)."""
         rows = x.flatten(1).double()
-        node = torch.zeros(len(rows), dtype=torch.int64)
+        node = torch.zeros(len(rows), dtype=torch.int64, device=rows.device)
         inner = self.left[node] >= 0
         while bool(inner.any()):
             f = self.feature[node].clamp_min(0)

@@ -21,6 +21,10 @@ bits too: torch's version, the CPU's instruction set (which kernels torch dispat
 own training code; they would invalidate every cache on each upgrade. They are recorded instead
 (`versions` in `model.json`), and every result row records the SHA-256 of the weights it used, so two
 results can always be told apart by the exact bits of their models.
+
+Devices: a model is trained on the device its request names (`ModelRequest.device`; the key holds the
+device's type when it is not the CPU, since a GPU trains different bits), saved from a CPU copy of its
+weights, and loaded on the CPU then moved to the request's device: checkpoints are device-independent.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelinv.data.types import Dataset
+from modelinv.devices import device_type
 from modelinv.errors import ModelinvError
 from modelinv.models.layered import LayeredNet
 from modelinv.models.registry import build_model
@@ -105,14 +110,18 @@ class ModelRequest:
     """torch's default dtype at training time (the dtype new parameters get); keyed only when not float32."""
     deterministic: bool = field(default_factory=torch.are_deterministic_algorithms_enabled)
     """`torch.use_deterministic_algorithms` at training time (it swaps some kernels); keyed only when on."""
+    device: str = "cpu"
+    """The device the model is trained on and loaded onto ("cpu", "cuda", "cuda:1", "mps"); its type is keyed
+    only when not the CPU (cuda:0 and cuda:1 share artifacts)."""
 
-    UNKEYED_DEFAULTS: ClassVar[dict[str, Any]] = {"defense": {}, "dtype": "float32", "deterministic": False}
+    UNKEYED_DEFAULTS: ClassVar[dict[str, Any]] = {"defense": {}, "dtype": "float32", "deterministic": False, "device": "cpu"}
     """Fields left out of the key when they have these values, so that requests keep the keys they had before
     the field existed (and cached models stay valid)."""
 
     def key(self) -> str:
         """The cache key: a hash of every field (those in `UNKEYED_DEFAULTS` only when not at their default)."""
-        fields = {k: v for k, v in asdict(self).items() if k not in self.UNKEYED_DEFAULTS or v != self.UNKEYED_DEFAULTS[k]}
+        fields = {**asdict(self), "device": device_type(self.device)}
+        fields = {k: v for k, v in fields.items() if k not in self.UNKEYED_DEFAULTS or v != self.UNKEYED_DEFAULTS[k]}
         blob = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -132,7 +141,7 @@ def save_checkpoint(directory: Path, model: nn.Module, meta: dict[str, Any]) -> 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # device-independent
     save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
     config = {"format": FORMAT, **model.spec, **meta, "versions": versions(), "weights_sha256": file_sha256(tmp / WEIGHTS)}
     (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=list))
@@ -351,6 +360,8 @@ def cached(
     Every module's weights are verified against the SHA-256 its `model.json` records; a corrupt entry gets a
     one-line warning naming the file and is produced again, overwriting it (or, with
     `MODELINV_CACHE_ON_CORRUPT=error`, is a `CorruptCheckpoint`).
+    `produce` builds its modules on the CPU and trains them on `request.device`; loaded modules are moved
+    there, so the modules returned are on `request.device` either way.
     The metadata has `cached`, `path`, `request`, `metrics`, `seconds` and `weights_sha256` (module name -> the
     SHA-256 of its weights file).
     """
@@ -359,7 +370,7 @@ def cached(
     if index.exists():
         try:
             modules, meta = _load_artifact(directory, request, rebuild)
-            return modules, {**meta, "cached": True, "path": str(directory)}
+            return {name: m.to(request.device) for name, m in modules.items()}, {**meta, "cached": True, "path": str(directory)}
         except CorruptCheckpoint as err:
             if _on_corrupt() == "error":
                 raise
@@ -379,7 +390,7 @@ def cached(
     if directory.exists():
         shutil.rmtree(directory)
     tmp.rename(directory)
-    return modules, {**meta, "cached": False, "path": str(directory)}
+    return {name: m.to(request.device) for name, m in modules.items()}, {**meta, "cached": False, "path": str(directory)}
 
 
 def train_or_load(
@@ -405,7 +416,7 @@ def train_or_load(
     hooks = hooks if request.defense else None
 
     def produce():
-        model = build_model(request.arch, request.input_shape, request.num_classes, **request.args)
+        model = build_model(request.arch, request.input_shape, request.num_classes, **request.args).to(request.device)  # initialised on the CPU
         desc = f"training {request.role} {request.arch}"
         metrics = train_classifier(model, data, TrainConfig(**request.train), request.seed, desc=desc, hooks=hooks)
         if test is not None:

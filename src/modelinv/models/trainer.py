@@ -13,6 +13,10 @@ defense changes the training (its loss, batches, optimiser, deployed model).
 
 Nothing here seeds the global random state: module initialisation, dropout and a defense's noise draw from
 it, and the caller seeds it (`modelinv.seeding.seeded`, as the model cache does before training).
+
+Devices: training runs on the model's device. The data may stay on the CPU: it is moved there once, and
+every random draw (batch order, validation split, augmentation shifts) comes from a CPU `torch.Generator`,
+so the same seed draws the same batches on every device.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelinv.data.transforms import random_shift
 from modelinv.data.types import Dataset
+from modelinv.devices import device_of
 from modelinv.progress import progress_bar
 
 
@@ -54,7 +59,7 @@ BatchSampler = Callable[[int, int, torch.Generator], Iterable[torch.Tensor]]
 
 def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     """One epoch's batches: a random permutation of range(n) drawn from `gen`, cut into runs of `batch_size` (the last may be shorter)."""
-    return iter(torch.randperm(n, generator=gen).split(batch_size))
+    return iter(torch.randperm(n, generator=gen).split(batch_size))  # cpu: indices from the CPU generator (they index any device)
 
 
 def train_epochs(
@@ -120,41 +125,45 @@ class TrainingHooks:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Logits of `model` on `x`, in eval mode and in batches."""
+    """Logits of `model` on `x`, in eval mode and in batches, on the model's device (where `x` is moved)."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    device = device_of(model)
+    out = torch.cat([model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
 
 
 def accuracy(model: torch.nn.Module, data: Dataset) -> float:
-    """Top-1 accuracy of `model` on `data`."""
-    return float((predict_logits(model, data.x).argmax(1) == data.y).float().mean())
+    """Top-1 accuracy of `model` on `data` (compared on the model's device)."""
+    logits = predict_logits(model, data.x)
+    return float((logits.argmax(1) == data.y.to(logits.device)).float().mean())
 
 
 def train_classifier(
     model: torch.nn.Module, data: Dataset, config: TrainConfig, seed: int, desc: str = "train", hooks: TrainingHooks | None = None
 ) -> dict:
     """Train `model` on `data` (cross-entropy, or the loss of a defense's `hooks`); keep the weights of the
-    best validation epoch, validated on the deployed model.
+    best validation epoch, validated on the deployed model. Runs on the model's device (module docstring).
 
     Returns val_acc, epochs run, wall time and the hooks' metrics.
     """
     hooks = hooks or TrainingHooks()
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(data), generator=gen)
+    order = torch.randperm(len(data), generator=gen)  # cpu: the validation split's indices
     n_val = max(1, int(round(config.val_fraction * len(data))))
     val, train = data.subset(order[:n_val]), data.subset(order[n_val:])
+    device = device_of(model)
+    train_x, train_y = train.x.to(device), train.y.to(device)
     if hasattr(model, "fit_inputs"):  # tabular models standardise their columns with the training rows' statistics
-        model.fit_inputs(train.x)
+        model.fit_inputs(train_x)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs)
     optimiser = hooks.setup(model, optimiser, len(train), config)
     shift = min(config.augment_shift, data.x.shape[-2] // 8) if data.x.dim() == 4 else 0
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
-        return hooks.loss(model, random_shift(train.x[idx], shift, gen), train.y[idx])
+        return hooks.loss(model, random_shift(train_x[idx], shift, gen), train_y[idx])
 
     best_acc, best_state, stale, epochs_run = -1.0, None, 0, 0
     start = time.perf_counter()

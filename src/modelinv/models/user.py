@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from modelinv.data.types import Dataset
+from modelinv.devices import device_of
 from modelinv.errors import ModelinvError
 from modelinv.models.contained import ContainedNet
 from modelinv.models.hooks import HookedNet, Normalize, check_normalize
@@ -96,7 +97,7 @@ def load_torchscript(path: Path, input_shape: tuple[int, ...], num_classes: int,
         set_normalize(net, check_normalize(normalize, input_shape[0] if len(input_shape) == 3 else 1), len(input_shape))
         with torch.no_grad():
             try:
-                out = net(torch.zeros(2, *input_shape))
+                out = net(torch.zeros(2, *input_shape))  # cpu: at loading, before any move
             except ModelinvError as err:
                 raise ModelinvError(f"TorchScript model {path} fails on inputs of shape {tuple(input_shape)}: {str(err)[:200]}") from None
         if out.shape != (2, num_classes):
@@ -112,8 +113,9 @@ def set_normalize(net: LayeredNet, normalize: tuple[list[float], list[float]] | 
     """Replace a LayeredNet's input normalisation buffers (None: identity)."""
     mean, std = normalize or ([0.0], [1.0])
     shape = (1, -1, 1, 1) if dims == 3 else (1, -1)
-    net.input_mean = torch.tensor(mean).reshape(shape)
-    net.input_std = torch.tensor(std).reshape(shape)
+    device = device_of(net)
+    net.input_mean = torch.tensor(mean, device=device).reshape(shape)
+    net.input_std = torch.tensor(std, device=device).reshape(shape)
 
 
 def net_normalize(net: LayeredNet) -> tuple[list[float], list[float]] | None:

@@ -12,6 +12,9 @@ return, so the attacker's queries and the victim traffic it intercepts both carr
 
 A `ThreatModel` bundles the observation channel with optional white-box knowledge; attacks declare
 what they need and refuse a weaker threat model (as ART's estimator requirements do).
+
+Devices: a local oracle evaluates its model where the model lives; inputs are moved there and answers
+come back on that device. `ThreatModel.device` is where an attack should put its own tensors and networks.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from modelinv.defenses.base import OutputDefense
+from modelinv.devices import device_of
 from modelinv.errors import AccessDenied, ModelinvError, QueryBudgetExceeded
 from modelinv.models.layered import ClientPart, LayeredNet, ServerPart
 from modelinv.observation import SCORES, Observation
@@ -34,10 +38,16 @@ class Oracle:
     """Counts the inputs it answers for and stops at `budget`."""
 
     provides: frozenset[str] = frozenset()
+    model: nn.Module | None = None
 
     def __init__(self, budget: int | None = None):
         self.budget = budget
         self.queries = 0
+
+    @property
+    def device(self) -> torch.device:
+        """Where the oracle's model evaluates and its answers live (the CPU for a model without tensors)."""
+        return device_of(self.model)
 
     def charge(self, n: int) -> None:
         if self.budget is not None and self.queries + n > self.budget:
@@ -65,7 +75,7 @@ class WhiteBox(Oracle):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable output of the known part; each input counts as one query."""
         self.charge(x.shape[0])
-        return self.module(x)
+        return self.module(x.to(self.device))
 
     def features(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """Differentiable f1(x) at `layer`, allowed when the known part covers the layers up to it."""
@@ -73,7 +83,7 @@ class WhiteBox(Oracle):
         if layer not in known:
             raise AccessDenied(f"white-box access to the {self.part} part does not cover layer '{layer}'")
         self.charge(x.shape[0])
-        return self.model.features(x, layer)
+        return self.model.features(x.to(self.device), layer)
 
 
 class _Observer(Oracle):
@@ -98,7 +108,8 @@ class _Observer(Oracle):
     @torch.no_grad()
     def _batched(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         self.model.eval()
-        return torch.cat([self.observe(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        device = self.device
+        return torch.cat([self.observe(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """An attacker query: answers for chosen inputs, counted against the budget, without gradients."""
@@ -153,6 +164,13 @@ class ThreatModel:
 
     observer: Features | Scores | None = None
     white_box: WhiteBox | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the attack's own tensors and networks belong: the white-box model's device, else the
+        observation oracle's (a remote oracle's is where its answers are put), else the CPU."""
+        oracle = self.white_box if self.white_box is not None else self.observer
+        return oracle.device if oracle is not None else torch.device("cpu")
 
     def describe(self) -> str:
         parts = []

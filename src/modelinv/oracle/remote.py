@@ -1,7 +1,8 @@
 """`RemoteOracle`: the observation oracle interface (modelinv.oracle) over HTTP, so a black-box attack runs
 against a URL and an API key exactly as against a local model. Inputs and answers travel as float32
 .npy, bit for bit; the server applies its exposure and output defense, the client counts and budgets
-queries as the in-process oracles do."""
+queries as the in-process oracles do. Inputs may live on any device (they are copied to the CPU to be sent);
+answers are put on the oracle's `device` (the CPU unless given), where the attack then works."""
 
 from __future__ import annotations
 
@@ -46,11 +47,13 @@ class RemoteOracle(Oracle):
     `__call__` is an attacker query (counted against `budget`, and against the key's budget on the server);
     `intercept` is victim traffic, sent with `victim_key` when given so the server logs it as the victim's.
     A rate-limited request is retried after the server's Retry-After, up to `max_wait` seconds in all.
+    Answers are put on `device` (the attacker's, default the CPU).
     """
 
     def __init__(self, url: str, key: str, budget: int | None = None, victim_key: str | None = None,
-                 batch_size: int = 512, timeout: float = 60.0, max_wait: float = 60.0):
+                 batch_size: int = 512, timeout: float = 60.0, max_wait: float = 60.0, device: torch.device | str = "cpu"):
         super().__init__(budget)
+        self._device = torch.device(device)
         self.url, self.key, self.victim_key = url.rstrip("/"), key, victim_key
         self.batch_size, self.max_wait = batch_size, max_wait
         self.httpx = _httpx()
@@ -62,6 +65,11 @@ class RemoteOracle(Oracle):
         self.defense = ServedDefense(exposure["defense"]) if exposure["defense"] else None
         self.input_shape = tuple(info["input_shape"])
         self.batch_size = min(batch_size, info["max_batch"])
+
+    @property
+    def device(self) -> torch.device:
+        """Where answers are put: the attacker's device (the server's model may live anywhere)."""
+        return self._device
 
     def close(self) -> None:
         self.http.close()
@@ -106,7 +114,7 @@ class RemoteOracle(Oracle):
 
     def _observe(self, x: torch.Tensor, key: str) -> torch.Tensor:
         array = x.detach().cpu().contiguous().to(torch.float32).numpy()
-        return torch.cat([self._post(array[i : i + self.batch_size], key) for i in range(0, len(array), self.batch_size)])
+        return torch.cat([self._post(array[i : i + self.batch_size], key) for i in range(0, len(array), self.batch_size)]).to(self.device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """An attacker query: answers for chosen inputs, counted against the budget."""
@@ -131,12 +139,13 @@ def read_key(key_env: str, key_file: str | None) -> str:
     return key
 
 
-def connect(access: Any, layer: str | None, defense: Any = None) -> RemoteOracle:
+def connect(access: Any, layer: str | None, defense: Any = None, device: torch.device | str = "cpu") -> RemoteOracle:
     """The oracle of an experiment's `access.endpoint`: what it serves must be what `access.observe` (and,
-    for features, the cut `layer`) declares; output defenses are the server's (`modelinv serve --defense`)."""
+    for features, the cut `layer`) declares; output defenses are the server's (`modelinv serve --defense`).
+    Its answers are put on `device`, the run's."""
     if defense is not None:
         raise ModelinvError(f"defense '{defense.name}' perturbs outputs, which a served model does on the server: serve it with --defense {defense.name} and drop it from the experiment")
-    oracle = RemoteOracle(access.endpoint, read_key(access.key_env, access.key_file), budget=access.query_budget)
+    oracle = RemoteOracle(access.endpoint, read_key(access.key_env, access.key_file), budget=access.query_budget, device=device)
     served = f"{oracle.kind}" + (f" at {oracle.layer}" if oracle.layer else "")
     if oracle.kind != access.observe or (oracle.kind == "features" and oracle.layer != layer):
         wanted = f"{access.observe}" + (f" at {layer}" if access.observe == "features" else "")
