@@ -32,7 +32,7 @@ from torch import nn
 
 from modelinv.errors import ModelinvError
 from modelinv.experiment.audit import AuditConfig, audit_grid
-from modelinv.experiment.config import DefenseConfig, ExperimentConfig
+from modelinv.experiment.config import DefenseConfig, ExperimentConfig, with_device
 from modelinv.experiment.runner import load_splits
 from modelinv.experiment.sweep import run_grid
 from modelinv.models import evaluator_arch_for
@@ -179,15 +179,18 @@ def model_lines(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
             net.close()
 
 
-def run_audit(configs: list[AuditConfig], out: Path, threads: int | None = None, command: str = "", log: Callable[[str], None] = lambda line: None) -> Results:
-    """Run audits (one per access, e.g. one per cut layer) into `out` as one grid; write audit.json and report.html.
+def run_audit(
+    configs: list[AuditConfig], out: Path, threads: int | None = None, command: str = "", log: Callable[[str], None] = lambda line: None, device: str | None = None
+) -> Results:
+    """Run audits (one per access, e.g. one per cut layer) into `out` as one grid, on `device` (None: each
+    experiment's own, auto); write audit.json and report.html.
 
     Example:
         >>> results = run_audit([audit_config("m.onnx", "onnx", "mnist5k", "probs")], Path("audit-out"))  # doctest: +SKIP
     """
     out = Path(out)
     check_output_dir(out, "output directory")
-    grids = [audit_grid(cfg) for cfg in configs]
+    grids = [[with_device(c, device) for c in audit_grid(cfg)] for cfg in configs]
     rows = run_grid([c for grid in grids for c in grid], out, workers=1, threads=threads, command=command, log=log)
     by_id = {r["run_id"]: r for r in rows}
     summaries, verdict = [], []
@@ -227,6 +230,7 @@ def audit(
     defenses: list[dict[str, Any]] | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = lambda line: None,
+    device: str | None = None,
 ) -> Results:
     """Audit any model: every attack the access allows, at each of `layers`, against trivial baselines and output defenses.
 
@@ -236,7 +240,8 @@ def audit(
     they are); it is shown in the report with the measured accuracy, and a warning names it when the
     accuracy is far below `expected_accuracy` or another common normalisation does much better.
     `defenses` lists the output defenses to rank ({"name", "params"}; default: three strengths of each
-    defense the access allows; [] for none).
+    defense the access allows; [] for none). `device` is where models train and attacks run: auto (the
+    default: CUDA when available, else MPS, else the CPU), cpu, cuda, cuda:N or mps.
 
     Shape: the model takes (N, C, H, W) images in [0, 1] (after `normalize`) and returns (N, classes) logits.
 
@@ -261,7 +266,7 @@ def audit(
         )
         for a in accesses
     ]
-    return run_audit(configs, out, threads=threads, command="modelinv.audit(...)", log=log)
+    return run_audit(configs, out, threads=threads, command="modelinv.audit(...)", log=log, device=device)
 
 
 def run(
@@ -282,11 +287,12 @@ def run(
     evaluator_epochs: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = lambda line: None,
+    device: str | None = None,
 ) -> Results:
     """One attack on any model (a grid of one, as `modelinv run`): its result row, images and report.
 
     `access` is "features:LAYER" (a module path of the model), "probs", "logits" or "label"; `defense` an
-    output defense as {"name": ..., "params": {...}}.
+    output defense as {"name": ..., "params": {...}}; `device` as in `audit`.
 
     Shape: as `audit`.
 
@@ -298,7 +304,7 @@ def run(
     check_output_dir(out, "output directory (out)")
     path, arch, trust = target_of(model, out, arch, trust_code)
     cfg = audit_config(path, arch, data, access, trust_code=trust, normalize=normalize, white_box=white_box, params={attack: params or {}}, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs)
-    experiment = cfg.experiment(attack, validate(DefenseConfig, defense) if defense else None)
+    experiment = with_device(cfg.experiment(attack, validate(DefenseConfig, defense) if defense else None), device)
     rows = run_grid([experiment], out, workers=1, threads=threads, command="modelinv.run(...)", log=log)
     head = model_lines(experiment, rows)
     report = write_report(out, title=f"modelinv run of {Path(path).name}", verdict=head)

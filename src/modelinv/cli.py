@@ -21,6 +21,7 @@ from modelinv.errors import ModelinvError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Attack, defend and audit neural networks against model inversion.")
 console = Console(soft_wrap=True)
 MAX_SEED = 2**32 - 1  # NumPy's seed range; as experiment.config.Seed
+DEVICE_HELP = "where models train and attacks run: auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N or mps; default: the config's (auto)"
 
 
 class Catalogue(str, Enum):
@@ -86,18 +87,21 @@ def train(
     epochs: Optional[int] = typer.Option(None, min=1, help="maximum epochs (early stopping on validation accuracy)"),
     image_size: Optional[int] = typer.Option(None, min=4, help="resize images to this size"),
     label_column: Optional[str] = typer.Option(None, help="label column of a csv: source"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """Train a target model on the private training split (or load it from the cache) and report its accuracy."""
+    from modelinv.devices import resolve_device
     from modelinv.experiment.config import DataConfig, ModelConfig
     from modelinv.experiment.runner import load_splits, train_model
     from modelinv.models.trainer import accuracy
     from modelinv.validation import validate
 
+    on = resolve_device(device)  # a device this machine lacks fails before any work
     start = time.perf_counter()
     data_cfg = validate(DataConfig, {"source": data, "split": split, "image_size": image_size, "label_column": label_column}, "data")
     model_cfg = validate(ModelConfig, {"arch": model, "train": {} if epochs is None else {"epochs": epochs}}, "target")
     splits = load_splits(data_cfg, seed)
-    net, meta = train_model("target", model_cfg, splits.private_train, splits.private_test, seed)
+    net, meta = train_model("target", model_cfg, splits.private_train, splits.private_test, seed, device=on)
     acc = accuracy(net, splits.private_test)
     state = "loaded from cache" if meta["cached"] else f"trained in {meta['seconds']:.1f} s"
     console.print(f"{model} on {data} ({split}, seed {seed}): test accuracy {acc:.4f}, {state}")
@@ -110,12 +114,13 @@ def run(
     out: Path = typer.Option(..., "--out", help="results directory: results.sqlite and runs/<run_id>/ (config.yaml, results.json, image grid)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """Run one experiment config (a grid of one): train or load the models, run the attack, score it."""
-    from modelinv.experiment.config import load_config
+    from modelinv.experiment.config import load_config, with_device
     from modelinv.experiment.sweep import run_grid
 
-    cfg = load_config(config)
+    cfg = with_device(load_config(config), device)
     if as_json:  # standard output carries the JSON alone; progress goes to standard error
         from modelinv import progress
 
@@ -144,13 +149,14 @@ def tradeoff(
     out: Path = typer.Option(..., "--out", help="results directory: results.sqlite, runs/, tradeoff.md and tradeoff.png"),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at once (default 1: in this process)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run (default: available cores / workers)"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """Sweep one defense's strength, attack each defended target, plot target accuracy against attack success."""
-    from modelinv.experiment.config import TradeoffConfig, load_config
+    from modelinv.experiment.config import TradeoffConfig, load_config, with_device
     from modelinv.experiment.sweep import run_grid
     from modelinv.report import tradeoff as render
 
-    cfg = load_config(config, TradeoffConfig)
+    cfg = with_device(load_config(config, TradeoffConfig), device)
     start = time.perf_counter()
     rows = run_grid(cfg.experiments(), out, workers=workers or 1, threads=threads, command=command_line(), log=console.print)
     s = cfg.sweep
@@ -182,13 +188,15 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="results directory: results.sqlite and runs/<run_id>/ with PNG grids"),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="seed of every run"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """The main job: split-inference inversion attacks on MNIST (He et al. 2019 and the split-NN attacker)."""
+    from modelinv.experiment.config import with_device
     from modelinv.experiment.demo import COLUMNS, demo_configs
     from modelinv.experiment.sweep import run_grid
 
     start = time.perf_counter()
-    configs = demo_configs(seed)
+    configs = [with_device(cfg, device) for cfg in demo_configs(seed)]
     console.print(f"modelinv demo: training (or loading) models and running {len(configs)} attacks on mnist5k")
     rows = run_grid(configs, out, workers=1, threads=threads, command=command_line(), log=console.print)
     print_table(f"split-inference inversion on mnist5k (seed {seed})", COLUMNS, rows)
@@ -229,6 +237,7 @@ def audit(
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """Audit your own model: run every attack your declared access allows, and rank output defenses."""
     from modelinv.api import audit_config, run_audit
@@ -255,7 +264,7 @@ def audit(
         seed=seed,
         evaluator_epochs=evaluator_epochs,
     )
-    results = run_audit([cfg], out, threads=threads, command=command_line(), log=console.print)
+    results = run_audit([cfg], out, threads=threads, command=command_line(), log=console.print, device=device)
     summary = results.summaries[0]
     for line in results.verdict + results.warnings:
         console.print(line)
@@ -272,14 +281,15 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", help="address of a Ray cluster; default: start a local Ray instance"),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at once; default: the cores (local) or the cluster's CPUs (ray)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run (default: available cores / workers)"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """Run a grid of experiments in parallel; finished runs are kept, and running it again computes only the rest."""
-    from modelinv.experiment.config import load_config
+    from modelinv.experiment.config import load_config, with_device
     from modelinv.experiment.grid import GridConfig
     from modelinv.experiment.sweep import run_grid, table
 
     start = time.perf_counter()
-    grid = load_config(config, GridConfig)
+    grid = with_device(load_config(config, GridConfig), device)
     rows = run_grid(grid, out, executor, address, workers, threads, command=command_line(), log=console.print)
     print_table(f"sweep {config}", *table(rows))
     console.print(f"results in {out / 'results.sqlite'}: `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")

@@ -6,11 +6,12 @@ A `Scenario` is everything but the attack and the defense; an `ExperimentConfig`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from modelinv.data.schema import TabularSchema
+from modelinv.devices import DEVICE_CHOICES, check_device
 from modelinv.errors import ModelinvError
 from modelinv.models.trainer import TrainConfig
 from modelinv.observation import Observation
@@ -134,6 +135,26 @@ class Scenario(Strict):
     num_targets: Count = Field(64, description="private test inputs attacked (reconstruction attacks), or private training records (attribute attacks)")
     per_class: Count = Field(5, description="inversions per private class (class-representative attacks)")
     metrics: list[str] | None = Field(None, min_length=1, description="default (or null): by the attack's goal, reconstruction or class; an empty list is refused")
+    device: str = Field(
+        "auto",
+        description=f"where models train and attacks run: {DEVICE_CHOICES}; auto is CUDA when available, else MPS when available, else the CPU",
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> str:
+        try:
+            return check_device(value)
+        except ModelinvError as err:
+            raise ValueError(str(err)) from None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """`device` appears only when set: configs at the default (auto) dump as before the field existed."""
+        data = handler(self)
+        if data.get("device") == "auto":
+            data.pop("device")
+        return data
 
 
 class ExperimentConfig(Scenario):
@@ -154,6 +175,15 @@ class TradeoffConfig(Scenario):
         return [
             ExperimentConfig(**scenario, seed=seed, attack=a, defense=d) for d in defenses for seed in self.seeds or [self.seed] for a in self.attacks
         ]
+
+
+S = TypeVar("S", bound=Scenario)
+
+
+def with_device(cfg: S, device: str | None) -> S:
+    """`cfg` with its `device` replaced by `device` (a `--device` option or `device=` argument; None: unchanged),
+    checked as the config field is (`modelinv.devices.check_device`)."""
+    return cfg if device is None else cfg.model_copy(update={"device": check_device(device)})
 
 
 def load_config(path: Path, schema: type[Scenario] = ExperimentConfig) -> Scenario:

@@ -11,6 +11,7 @@ import json
 
 from pydantic import Field
 
+from modelinv.devices import run_device_type
 from modelinv.experiment.config import AttackConfig, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Scenario, Seed
 
 
@@ -39,7 +40,16 @@ class GridConfig(Scenario):
 
 
 def run_id(cfg: ExperimentConfig) -> str:
-    """A stable name for one experiment: the first 16 hex digits of the SHA-256 of its canonical JSON."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable name for one experiment: the first 16 hex digits of the SHA-256 of its canonical JSON.
+
+    The device enters as the type of device the run uses here, and only when it is not the CPU: a run on the
+    CPU keeps the id it had before devices existed, whether its config says auto, cpu or nothing; a run on
+    a GPU (auto there, or cuda, cuda:1) is a different run, since it computes different bits."""
+    data = cfg.model_dump(mode="json")
+    data.pop("device", None)
+    kind = run_device_type(cfg.device)
+    if kind != "cpu":
+        data["device"] = kind
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -1,4 +1,10 @@
-"""Run one experiment: a pure function of its config and the cached models it trains or loads."""
+"""Run one experiment: a pure function of its config and the cached models it trains or loads.
+
+Devices: the run's device is `cfg.device` resolved on this machine (`modelinv.devices.resolve_device`). The
+target and the judge are trained (or loaded) onto it, the attacker's images and the victims' inputs are
+moved to it, and the attack works there; metrics compare on the CPU (`MetricInputs`). A TorchScript target
+run in its confined worker process stays on the CPU, and so does its attack. The row records the device the
+attack and the target actually used (`device`)."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from modelinv.data import load, make_splits
 from modelinv.data.schema import apply_schema, sensitive_of
 from modelinv.data.types import Dataset, ImageDataset, Splits, TabularDataset
 from modelinv.defenses import DEFENSES, Defense, OutputDefense, build_defense
+from modelinv.devices import resolve_device
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import DataConfig, ExperimentConfig, ModelConfig
 from modelinv.experiment.text import is_text, run_text_experiment
@@ -26,6 +33,7 @@ from modelinv.images import save_class_grid, save_grid
 from modelinv.metrics import METRICS, MetricInputs, compute
 from modelinv.metrics.base import run_evaluator
 from modelinv.models import build_model, evaluator_arch_for
+from modelinv.models.contained import ContainedNet
 from modelinv.models.layered import LayeredNet
 from modelinv.models.sklearn_adapter import train_or_fit
 from modelinv.models.store import ModelRequest
@@ -70,13 +78,20 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
     )
 
 
+def on_device(model: LayeredNet, device: torch.device) -> LayeredNet:
+    """`model` moved to `device`; a TorchScript model run in its worker process stays on the CPU."""
+    return model if isinstance(model, ContainedNet) else model.to(device)
+
+
 def train_model(
-    role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int, defense: Defense | None = None
+    role: str, model: ModelConfig, data: Dataset, test: Dataset, seed: int, defense: Defense | None = None, device: torch.device | str = "cpu"
 ) -> tuple[LayeredNet, dict[str, Any]]:
-    """Train (or load from the cache) a classifier described by `model` on `data`, with `defense`'s training.
+    """Train (or load from the cache) a classifier described by `model` on `data`, with `defense`'s training, on
+    `device` (where the returned model is).
 
     With `model.weights` the given model is loaded instead (a user's own, for an audit): nothing is trained,
     so a defense that changes training is refused."""
+    device = torch.device(device)
     if model.weights is not None:
         if defense is not None and defense.training_spec():
             raise ModelinvError(
@@ -84,6 +99,7 @@ def train_model(
                 + (": set defense.params.train to false" if "train" in type(defense.params).model_fields else "")
             )
         net = load_user_model(Path(model.weights), model.arch, data.input_shape, data.num_classes, model.args, trust_code=model.trust_code, normalize=model.normalize)
+        net = on_device(net, device)
         meta = {"path": str(model.weights), "sha256": file_digest(Path(model.weights)), "cached": True, "metrics": {"test_acc": accuracy(net, test)}}
         return net, meta
     request = ModelRequest(
@@ -96,6 +112,7 @@ def train_model(
         args=model.args,
         train=model.train.model_dump(),
         defense=defense.training_spec() if defense else {},
+        device=str(device),
     )
     return train_or_fit(request, data, test=test, hooks=defense)  # the store uses hooks only when request.defense is set
 
@@ -140,20 +157,22 @@ def make_defense(cfg: ExperimentConfig, data: Dataset) -> Defense | None:
 
 
 def prepare(cfg: ExperimentConfig) -> Setting:
-    """Load the data and split it, then train or load the (defended) target and the evaluation classifier."""
+    """Load the data and split it, then train or load the (defended) target and the evaluation classifier on
+    the run's device (`cfg.device`)."""
+    device = resolve_device(cfg.device)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     splits = load_splits(cfg.data, cfg.seed)
     timings["data"] = time.perf_counter() - start
     defense = make_defense(cfg, splits.private_train)
     start = time.perf_counter()
-    target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed, defense)
+    target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed, defense, device)
     timings["target"] = time.perf_counter() - start
     evaluator, evaluator_meta = None, None
     if cfg.evaluator is not None or not isinstance(splits.private_train, TabularDataset):  # the default judge classifies images
         judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
         start = time.perf_counter()
-        evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed)
+        evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed, device=device)
         timings["evaluator"] = time.perf_counter() - start
     return Setting(splits, target, target_meta, evaluator, evaluator_meta, timings, defense)
 
@@ -165,7 +184,7 @@ def build_threat(cfg: ExperimentConfig, model: LayeredNet, defense: Defense | No
     output = defense if isinstance(defense, OutputDefense) else None
     observer = None
     if access.endpoint is not None:
-        observer = connect(access, layer, output)
+        observer = connect(access, layer, output, resolve_device(cfg.device))
     elif access.observe == "features":
         observer = Features(model, layer, budget=access.query_budget, defense=output)
     elif access.observe is not None:
@@ -229,15 +248,21 @@ def attack_targets(cfg: ExperimentConfig, attack: Attack, threat: ThreatModel, s
 def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the configured attack; return the result row and the images (originals if known, reconstructions)."""
     attack, metric_names = check_names(cfg)
-    if is_text(cfg):  # text targets (modelinv.text): their own data, oracle and trivial answers
-        return run_text_experiment(cfg, attack, metric_names)
+    if is_text(cfg):  # text targets (modelinv.text): their own data, oracle and trivial answers, on the CPU
+        resolve_device(cfg.device)  # a device that is not here is still an error
+        row, images = run_text_experiment(cfg, attack, metric_names)
+        return {**row, "device": row.get("device", "cpu")}, images
     setting = setting or prepare(cfg)
     seed_everything(cfg.seed)
     splits = setting.splits
     threat, layer = build_threat(cfg, setting.target, setting.defense)
     targets, labels, truth = attack_targets(cfg, attack, threat, splits)
     attacker = attacker_dataset(cfg, splits)
-    reconstruction = attack(threat, targets, attacker, seed=cfg.seed)
+    device = threat.device
+    # the attacker's images go to the attack's device once; tables stay where the attribute attacks keep their records
+    on_attack = replace(attacker, x=attacker.x.to(device), y=attacker.y.to(device)) if isinstance(attacker, ImageDataset) else attacker
+    reconstruction = attack(threat, targets, on_attack, seed=cfg.seed)
+    reconstruction.images = reconstruction.images.cpu()
     start = time.perf_counter()
     inputs = MetricInputs(
         reconstructions=reconstruction.images,
@@ -255,7 +280,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         for name, (images, answer_labels) in trivial_answers(attack.goal, inputs, cfg.seed).items()
     }
     for name, images in reconstruction.references.items():  # trivial answers only the attack can give (random GAN latents)
-        baselines[name] = compute(metric_names, replace(inputs, reconstructions=images))
+        baselines[name] = compute(metric_names, replace(inputs, reconstructions=images.cpu()))
     meta = dict(reconstruction.meta)
     row: dict[str, Any] = {
         "attack": cfg.attack.name,
@@ -287,7 +312,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         },
         "versions": versions(),
         "threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": str(device),
     }
     images = {"reconstructions": reconstruction.images, "labels": labels}
     if truth is not None:

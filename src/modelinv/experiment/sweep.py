@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from modelinv.devices import resolve_device
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import GridConfig, run_id
@@ -227,6 +228,8 @@ def run_grid(
     experiments = {run_id(cfg): cfg for cfg in configs}
     for cfg in experiments.values():  # unknown attacks, defenses, parameters or metrics fail before any work
         check_names(cfg)
+    for device in sorted({cfg.device for cfg in experiments.values()}):  # so does a device this machine lacks
+        resolve_device(device)
     out = check_output_dir(Path(out), "output directory (--out)").resolve()  # workers may run elsewhere, or on another machine of a Ray cluster
     done = previous_runs(out)
     todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
