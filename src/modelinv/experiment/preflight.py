@@ -18,7 +18,7 @@ from modelinv.data.types import Splits
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import build_threat, check_names, cut_layer, load_splits, make_defense
-from modelinv.experiment.text import is_text
+from modelinv.experiment.text import check_text_run, is_text
 from modelinv.models import build_model
 from modelinv.models.layered import LayeredNet
 from modelinv.models.user import load_user_model
@@ -68,9 +68,10 @@ def check_grid(configs: list[ExperimentConfig], describe=lambda cfg: "") -> None
     splits: dict[str, Splits] = {}
     targets: dict[str, Any] = {}
     for cfg in configs:
-        if is_text(cfg):  # text targets have their own data and model registry; the text runner checks them
-            continue
         try:
+            if is_text(cfg):  # text targets have their own data and model registry
+                check_text_run(cfg)
+                continue
             data_key = _key(cfg, "data", "seed")
             if data_key not in splits:
                 splits[data_key] = load_splits(cfg.data, cfg.seed)
