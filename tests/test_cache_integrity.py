@@ -213,9 +213,9 @@ def test_a_checkpoints_own_weights_file_given_as_a_model_is_checked_against_its_
         load_weights(weights, build_model("lenet", (1, 28, 28), 10), "lenet")
 
 
-def test_the_cache_key_includes_dtype_and_determinism_without_changing_default_keys(tiny):
+def test_the_cache_key_includes_dtype_determinism_and_device_type_without_changing_default_keys(tiny):
     request = lenet_request(tiny)
-    old_style = {k: v for k, v in asdict(request).items() if k not in ("defense", "dtype", "deterministic")}
+    old_style = {k: v for k, v in asdict(request).items() if k not in ("defense", "dtype", "deterministic", "device")}
     assert request.key() == hashlib.sha256(json.dumps(old_style, sort_keys=True, default=list).encode()).hexdigest()[:20]
     assert (request.dtype, request.deterministic) == ("float32", False)
     keys = {
@@ -223,5 +223,7 @@ def test_the_cache_key_includes_dtype_and_determinism_without_changing_default_k
         ModelRequest(**{**asdict(request), "dtype": "float64"}).key(),
         ModelRequest(**{**asdict(request), "deterministic": True}).key(),
         ModelRequest(**{**asdict(request), "threads": request.threads + 1}).key(),
+        ModelRequest(**{**asdict(request), "device": "cuda"}).key(),
     }
-    assert len(keys) == 4
+    assert len(keys) == 5
+    assert ModelRequest(**{**asdict(request), "device": "cuda:1"}).key() == ModelRequest(**{**asdict(request), "device": "cuda"}).key()
