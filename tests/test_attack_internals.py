@@ -84,11 +84,9 @@ def run(world, name: str):
     return ATTACKS.get(name)(**params)(threat, targets, data, seed=7)
 
 
-TEXT_GOALS = {"bag-of-words", "text-attribute", "memorization"}  # text attacks run on text targets: tests/test_text.py
-
-
 def test_the_cases_cover_every_registered_image_and_tabular_attack():
-    assert set(CASES) == {name for name in ATTACKS.names() if ATTACKS.get(name).goal not in TEXT_GOALS}
+    """Text attacks run on text targets and are tested in tests/test_text.py."""
+    assert set(CASES) == {name for name in ATTACKS.names() if not GOALS[ATTACKS.get(name).goal].text}
     assert {ATTACKS.get(name).goal for name in ATTACKS.names()} - set(GOALS) == set(), "every attack's goal is declared"
 
 

@@ -29,6 +29,7 @@ class Goal:
     default_metrics: tuple[str, ...]
     success: tuple[str, ...]  # the metrics that measure attack success, headline first
     summary: str
+    text: bool = False  # its attacks invert text targets (modelinv.text), not image or tabular models
 
     @property
     def headline(self) -> str:
@@ -61,18 +62,21 @@ GOALS: dict[str, Goal] = {
             ("bow_precision", "bow_recall", "bow_f1", "bow_sensitive_recall"),
             ("bow_f1", "bow_sensitive_recall"),
             "recover the words of embedded texts",
+            text=True,
         ),
         Goal(
             "text-attribute",
             ("cand_top1", "cand_top5", "cand_advantage"),
             ("cand_advantage", "cand_top1"),
             "infer a sensitive attribute of embedded texts among candidates",
+            text=True,
         ),
         Goal(
             "memorization",
             ("exposure", "exposure_inserted"),
             ("exposure", "exposure_inserted"),
             "measure how much a language model memorised inserted secrets",
+            text=True,
         ),
     )
 }

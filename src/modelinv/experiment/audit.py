@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from modelinv.attacks import ATTACKS
+from modelinv.attacks.goals import goal
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import Count, DataConfig, DefenseConfig, ExperimentConfig, ModelConfig, Seed, Strict
 from modelinv.experiment.preflight import check_layer, untrained_target
@@ -84,6 +85,8 @@ def applicable_attacks(cfg: AuditConfig, setting) -> list[str]:
         attack, _ = check_names(experiment)
         threat, _ = build_threat(experiment, setting.target)
         try:
+            if goal(attack.goal).text:
+                raise AccessDenied(f"attack '{name}' inverts text targets; audit image and tabular models with the others")
             if (attack.goal == "attribute") != attributes:
                 needs = "tabular data with a sensitive column (data.tabular)" if attack.goal == "attribute" else "data without a sensitive column"
                 raise AccessDenied(f"attack '{name}' needs {needs}")

@@ -4,7 +4,7 @@ so white-box attacks (rMLE, MI-Face, the GAN attacks) work on it as on any model
 
 Cut layers are the converted graph's modules, named after the ONNX nodes (a LeNet exported by
 `torch.onnx.export` has `conv1/Conv`, `relu2/Relu`, ...), read through forward hooks (`HookedNet`).
-Needs the `onnx` extra (`pip install 'modelinv[onnx]'`: onnx and onnx2torch). onnx2torch imports torchvision
+Needs onnx and onnx2torch (`pip install 'modelinv[onnx]'`, then `pip install --no-deps onnx2torch`). onnx2torch imports torchvision
 only for two detection operators (NonMaxSuppression, RoiAlign); where torchvision is absent or cannot be
 imported (its CPU and CUDA builds must match torch's), modelinv loads onnx2torch without it and those two
 operators fail with a one-line error.
@@ -21,6 +21,8 @@ from typing import Any
 from modelinv.errors import ModelinvError
 from modelinv.models.hooks import HookedNet, Normalize
 
+INSTALL = "ONNX models need onnx and onnx2torch: pip install 'modelinv[onnx]' && pip install --no-deps onnx2torch"
+
 ONNX = "onnx"
 SUPPORTED_OPSET = 17
 """Opsets above this are converted down first (onnx2torch 1.5 lacks some newer operator versions, e.g. Constant-19)."""
@@ -35,7 +37,7 @@ def import_onnx2torch() -> tuple[Any, Any]:
     try:
         onnx = importlib.import_module("onnx")
     except ImportError:
-        raise ModelinvError("ONNX models need the onnx extra: pip install 'modelinv[onnx]'") from None
+        raise ModelinvError(INSTALL) from None
     if "onnx2torch" in sys.modules:
         return onnx, sys.modules["onnx2torch"]
     try:
@@ -52,7 +54,7 @@ def import_onnx2torch() -> tuple[Any, Any]:
     try:
         onnx2torch = importlib.import_module("onnx2torch")
     except ImportError:
-        raise ModelinvError("ONNX models need the onnx extra: pip install 'modelinv[onnx]' (onnx2torch is missing)") from None
+        raise ModelinvError(INSTALL + " (onnx2torch is missing)") from None
     finally:
         if broken:  # the stub served onnx2torch's import only; the rest of the process sees torchvision as before
             sys.modules.pop("torchvision", None)
