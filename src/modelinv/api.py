@@ -31,15 +31,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from modelinv.errors import ModelinvError
-from modelinv.experiment.audit import AuditConfig, audit_grid
+from modelinv.experiment.audit import AuditConfig, audit_grid, resolve_floor, stronger
 from modelinv.experiment.config import DefenseConfig, ExperimentConfig, with_device
 from modelinv.experiment.runner import load_splits
 from modelinv.experiment.sweep import run_grid
 from modelinv.models import evaluator_arch_for
 from modelinv.models.onnx_model import ONNX
 from modelinv.models.user import TORCHSCRIPT, describe, is_factory, load_user_model, net_normalize, normalisation_warnings, register_live
-from modelinv.report.audit import summarize
+from modelinv.report.audit import cheapest, defense_outcomes, summarize
 from modelinv.report.html import write_report
+from modelinv.results import defense_label
 from modelinv.validation import check_output_dir, validate
 
 SUMMARY_COLUMNS = ("run_id", "attack", "defense", "layer", "access", "seed", "target_test_acc", "psnr", "ssim", "attack_acc_top1", "knn_dist", "queries", "seconds")
@@ -131,6 +132,8 @@ def audit_config(
     seed: int = 0,
     evaluator_epochs: int | None = None,
     defenses: list[dict[str, Any]] | None = None,
+    accuracy_floor: float | None = None,
+    max_rounds: int = 3,
 ) -> AuditConfig:
     """The validated audit config of a model file (what `modelinv audit` builds from its flags).
 
@@ -153,6 +156,8 @@ def audit_config(
             "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch), "train": {"epochs": evaluator_epochs}},
             "target_options": options,
             "defenses": defenses,
+            "accuracy_floor": accuracy_floor,
+            "max_rounds": max_rounds,
         },
     )
 
@@ -179,11 +184,56 @@ def model_lines(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
             net.close()
 
 
+def _extend(cfg: AuditConfig, grid: list[ExperimentConfig], rows: list[dict[str, Any]], state: dict[str, Any]) -> list[ExperimentConfig]:
+    """The next round of one audit's strength extension (experiment.audit.stronger): the experiments to add to
+    its grid (`grid`, `rows` its rows so far, in order), or [] with the reason in `state["stopped"]`."""
+    undefended = [r for r in rows if not r.get("defense")]
+    if not undefended:
+        state["stopped"] = "nothing measured"
+        return []
+    outcomes = defense_outcomes(rows)
+    plain = next(o for o in outcomes if o["name"] is None)
+    if state["rounds"] == 0:
+        state["floor"] = resolve_floor(cfg, plain["accuracy"])
+    if plain["protects"]:
+        state["stopped"] = "no attack leaks undefended"
+        return []
+    if cheapest(outcomes) is not None:
+        state["stopped"] = "a defense protects"
+        return []
+    if state["rounds"] >= cfg.max_rounds:
+        state["stopped"] = "max_rounds reached"
+        return []
+    accuracy = {o["defense"]: o["accuracy"] for o in outcomes}
+    tried = {defense_label(row): (exp.defense, accuracy.get(defense_label(row))) for exp, row in zip(grid, rows) if exp.defense is not None}
+    new, at_floor = stronger(list(tried.values()), state["floor"])
+    if not new:
+        state["stopped"] = "accuracy floor reached" if at_floor else "no stronger setting"
+        return []
+    state["rounds"] += 1
+    state["added"] += [defense_label({"defense": d.name, "defense_params": d.params}) for d in new]
+    plain_runs = list({exp.attack.name: exp for exp in grid if exp.defense is None}.values())
+    return [exp.model_copy(update={"defense": d}) for d in new for exp in plain_runs]
+
+
+def _extension_note(state: dict[str, Any]) -> str | None:
+    """One sentence on how the strengths were extended, or None when they were not tried."""
+    floor = f"{state['floor']:.1%}" if state["floor"] is not None else "none"
+    if state["rounds"] == 0 and state["stopped"] not in ("accuracy floor reached", "max_rounds reached"):
+        return None
+    added = f"added {', '.join(state['added'])}" if state["added"] else "none added"
+    return f"Defense strengths extended in {state['rounds']} round{'' if state['rounds'] == 1 else 's'} ({added}; accuracy floor {floor}): stopped because {state['stopped']}."
+
+
 def run_audit(
     configs: list[AuditConfig], out: Path, threads: int | None = None, command: str = "", log: Callable[[str], None] = lambda line: None, device: str | None = None
 ) -> Results:
     """Run audits (one per access, e.g. one per cut layer) into `out` as one grid, on `device` (None: each
     experiment's own, auto); write audit.json and report.html.
+
+    When no defense tried protects, the strengths are extended (experiment.audit.stronger) and the new settings
+    run through the same grid into the same store (finished runs are kept), round by round, until a defense
+    protects, accuracy falls below each audit's `accuracy_floor`, or its `max_rounds` have run.
 
     Example:
         >>> results = run_audit([audit_config("m.onnx", "onnx", "mnist5k", "probs")], Path("audit-out"))  # doctest: +SKIP
@@ -191,16 +241,29 @@ def run_audit(
     out = Path(out)
     check_output_dir(out, "output directory")
     grids = [[with_device(c, device) for c in audit_grid(cfg)] for cfg in configs]
-    rows = run_grid([c for grid in grids for c in grid], out, workers=1, threads=threads, command=command, log=log)
+    states: list[dict[str, Any]] = [{"floor": None, "rounds": 0, "added": [], "stopped": None} for _ in configs]
+    while True:
+        rows = run_grid([c for grid in grids for c in grid], out, workers=1, threads=threads, command=command, log=log)
+        own, start = [], 0
+        for grid in grids:
+            own.append(rows[start : start + len(grid)])
+            start += len(grid)
+        extra = [_extend(cfg, grid, mine, state) for cfg, grid, mine, state in zip(configs, grids, own, states)]
+        if not any(extra):
+            break
+        for grid, more in zip(grids, extra):
+            grid.extend(more)
+        labels = dict.fromkeys(defense_label({"defense": e.defense.name, "defense_params": e.defense.params}) for more in extra for e in more)
+        log(f"No defense protects yet: extending strengths ({', '.join(labels)})")
     by_id = {r["run_id"]: r for r in rows}
     summaries, verdict = [], []
-    start = 0
-    for cfg, grid in zip(configs, grids):
-        own = rows[start : start + len(grid)]
-        start += len(grid)
-        summary = summarize(cfg.model_dump(mode="json"), cfg.access, own)
+    for cfg, mine, state in zip(configs, own, states):
+        summary = summarize({**cfg.model_dump(mode="json"), "accuracy_floor": state["floor"]}, cfg.access, mine)
+        note = _extension_note(state)
+        summary["strengths"] = {**state, "max_rounds": cfg.max_rounds, "note": note}
         summaries.append(summary)
-        verdict += [f"{cfg.access}: {line}" if len(configs) > 1 else line for line in summary["verdict"]]
+        lines = summary["verdict"] + ([note] if note else [])
+        verdict += [f"{cfg.access}: {line}" if len(configs) > 1 else line for line in lines]
     first = grids[0][0] if grids and grids[0] else None
     head = model_lines(first, rows) if first is not None and rows else []
     warnings = [line for line in head if line.startswith("Warning")]
@@ -228,6 +291,8 @@ def audit(
     seed: int = 0,
     evaluator_epochs: int | None = None,
     defenses: list[dict[str, Any]] | None = None,
+    accuracy_floor: float | None = None,
+    max_rounds: int = 3,
     threads: int | None = None,
     log: Callable[[str], None] = lambda line: None,
     device: str | None = None,
@@ -240,7 +305,9 @@ def audit(
     they are); it is shown in the report with the measured accuracy, and a warning names it when the
     accuracy is far below `expected_accuracy` or another common normalisation does much better.
     `defenses` lists the output defenses to rank ({"name", "params"}; default: three strengths of each
-    defense the access allows; [] for none). `device` is where models train and attacks run: auto (the
+    defense the access allows; [] for none); when none of them protects, their strengths are extended up to
+    `max_rounds` times while the target's accuracy stays at or above `accuracy_floor` (a fraction; default: 10
+    points below the undefended accuracy). `device` is where models train and attacks run: auto (the
     default: CUDA when available, else MPS, else the CPU), cpu, cuda, cuda:N or mps.
 
     Shape: the model takes (N, C, H, W) images in [0, 1] (after `normalize`) and returns (N, classes) logits.
@@ -263,6 +330,7 @@ def audit(
         audit_config(
             path, arch, data, a, trust_code=trust, normalize=normalize, expected_accuracy=expected_accuracy, white_box=white_box,
             attacks=attacks, params=params, num_targets=num_targets, seed=seed, evaluator_epochs=evaluator_epochs, defenses=defenses,
+            accuracy_floor=accuracy_floor, max_rounds=max_rounds,
         )
         for a in accesses
     ]

@@ -236,6 +236,10 @@ def audit(
     evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", min=1, help="training epochs of the judge (default 20)"),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
+    accuracy_floor: Optional[float] = typer.Option(
+        None, "--accuracy-floor", help="when no defense protects, strengthen them only while the target's accuracy stays at or above this fraction (default: 10 points below the undefended accuracy)"
+    ),
+    max_rounds: int = typer.Option(3, "--max-rounds", help="how many times the defense strengths may be extended when none protects (0: only the default strengths)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
@@ -263,6 +267,8 @@ def audit(
         num_targets=num_targets,
         seed=seed,
         evaluator_epochs=evaluator_epochs,
+        accuracy_floor=accuracy_floor,
+        max_rounds=max_rounds,
     )
     results = run_audit([cfg], out, threads=threads, command=command_line(), log=console.print, device=device)
     summary = results.summaries[0]
