@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +40,7 @@ from modelinv.models import evaluator_arch_for
 from modelinv.models.onnx_model import ONNX
 from modelinv.models.user import TORCHSCRIPT, describe, is_factory, load_user_model, net_normalize, normalisation_warnings, register_live
 from modelinv.report.audit import cheapest, defense_outcomes, summarize
-from modelinv.report.html import write_report
+from modelinv.report.html import data_uri, html_table, write_report
 from modelinv.results import defense_label
 from modelinv.validation import check_output_dir, validate
 
@@ -82,6 +83,21 @@ class Results:
         """
         chosen = [r for r in self.rows if run_id is None or r["run_id"] == run_id]
         return {r["run_id"]: load_file(str(Path(r["artifacts"]) / "reconstructions.safetensors")) for r in chosen if r.get("artifacts")}
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows the results: the verdict and warnings, the table, and the first run's reconstruction
+        grid (originals above their reconstructions) inline as a PNG data URI, with the report's path."""
+        records = self.table()
+        columns = list(records[0]) if records else []
+        parts = [f"<p><b>modelinv results</b>: {len(self.rows)} runs in <code>{escape(str(self.out))}</code></p>"]
+        parts += [f"<p>{escape(line)}</p>" for line in self.warnings + self.verdict]
+        parts.append(html_table(columns, ([r[c] for c in columns] for r in records)) if records else "<p>(no runs)</p>")
+        grid = next((Path(r["artifacts"]) / "reconstructions.png" for r in self.rows if r.get("artifacts") and (Path(r["artifacts"]) / "reconstructions.png").is_file()), None)
+        if grid is not None:
+            parts.append(f'<p>Reconstructions of {escape(grid.parent.name)}:</p><img alt="reconstructions" style="image-rendering: pixelated" src="{data_uri(grid.read_bytes())}">')
+        if self.report:
+            parts.append(f"<p>Report: <code>{escape(str(self.report))}</code></p>")
+        return "\n".join(parts)
 
     def __repr__(self) -> str:
         lines = [f"Results: {len(self.rows)} runs in {self.out}" + (f", report {self.report}" if self.report else "")]

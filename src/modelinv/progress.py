@@ -1,11 +1,12 @@
 """Progress of long loops: a rich bar on a terminal, plain lines at a bounded rate when output is a file or pipe.
 
 Where it goes (`MODELINV_PROGRESS`, default `auto`):
-- `auto`: on an interactive terminal (standard output is a TTY) or in Jupyter, a rich bar that disappears when
-  the loop ends; otherwise (output redirected to a log file, CI, `nohup`) plain lines on standard output,
-  next to the command's own output: the first when the loop starts, then at most one every
-  `MODELINV_PROGRESS_INTERVAL` seconds (default 10) per loop, and the last when it ends, each with the stage,
-  step/total, elapsed time, an ETA and the loop's status fields (loss, accuracy). Example:
+- `auto`: on an interactive terminal (standard output is a TTY) or in Jupyter with ipywidgets, a rich bar that
+  disappears when the loop ends; otherwise (output redirected to a log file, CI, `nohup`; Jupyter without
+  ipywidgets, where rich would draw nothing) plain lines on standard output, next to the command's own output:
+  the first when the loop starts, then at most one every `MODELINV_PROGRESS_INTERVAL` seconds (default 10) per
+  loop, and the last when it ends, each with the stage, step/total, elapsed time, an ETA and the loop's status
+  fields (loss, accuracy). Example:
   `progress: training target lenet 12/40 (30%) elapsed 0:35 eta 1:22 loss=0.123`.
 - `bar` or `lines`: that form, wherever output goes; `off`: nothing. `MODELINV_QUIET=1` is `off`.
 A program whose standard output is data (JSON) sends the lines elsewhere with `set_stream(sys.stderr)`.
@@ -15,6 +16,7 @@ A program whose standard output is data (JSON) sends the lines elsewhere with `s
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -45,7 +47,9 @@ def _mode(stream: IO[str]) -> str:
     if mode in ("bar", "lines", "off"):
         return mode
     isatty = getattr(stream, "isatty", None)
-    if (isatty is not None and isatty()) or (stream is sys.stdout and Console().is_jupyter):
+    if stream is sys.stdout and Console().is_jupyter:  # rich draws its bar in Jupyter through ipywidgets, else nothing
+        return "bar" if importlib.util.find_spec("ipywidgets") is not None else "lines"
+    if isatty is not None and isatty():
         return "bar"
     return "lines"
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # in Jupyter keep the notebook's (inline) backend: it is headless too, and the user's plots need it
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 # One point: (target accuracy, attack success, annotation such as the defense strength).
