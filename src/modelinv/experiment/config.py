@@ -5,6 +5,7 @@ A `Scenario` is everything but the attack and the defense; an `ExperimentConfig`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,6 +24,47 @@ Count = Annotated[int, Field(strict=True, ge=1)]
 """A positive count: `true` is refused, not read as 1."""
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A finite number, not a boolean."""
+
+
+PATH_SOURCES = ("idx", "npz", "folder", "csv", "text")
+"""Data-source prefixes followed by file paths (`idx:IMAGES[,LABELS]` holds two); the others take a name or a count."""
+
+
+def absolute(path: str, base: Path | None = None) -> str:
+    """`path` made absolute: against `base` (a config file's folder) when it exists there or not in the working
+    directory (configs written before paths were resolved named them from where they ran), else the working directory."""
+    found = Path(path).expanduser()
+    if found.is_absolute():
+        return os.path.normpath(found)
+    if base is not None and ((base / found).exists() or not found.exists()):
+        found = base / found
+    return os.path.abspath(found)
+
+
+def absolute_source(source: str, base: Path | None = None) -> str:
+    """A data source with its file paths absolute (`absolute`); a dataset name or a `records:N` source unchanged."""
+    prefix, colon, rest = source.partition(":")
+    if not colon or prefix not in PATH_SOURCES or not rest:
+        return source
+    return f"{prefix}:" + ",".join(absolute(part, base) if part else part for part in rest.split(",")) if prefix == "idx" else f"{prefix}:{absolute(rest, base)}"
+
+
+def resolve_paths(raw: Any, base: Path) -> Any:
+    """A raw config mapping with every relative path in it (data sources, model weights, an API key file, in the
+    scenario, a grid's lists or an audit) made absolute against `base`, the folder of the config file."""
+    if isinstance(raw, list):
+        return [resolve_paths(item, base) for item in raw]
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    for key, value in raw.items():
+        if key in ("source", "public_source") and isinstance(value, str):
+            out[key] = absolute_source(value, base)
+        elif key in ("weights", "key_file") and isinstance(value, str):
+            out[key] = absolute(value, base)
+        elif key in ("data", "datasets", "target", "targets", "evaluator", "access") and isinstance(value, (dict, list)):
+            out[key] = resolve_paths(value, base)
+    return out
 
 
 class Strict(BaseModel):
@@ -59,6 +101,13 @@ class DataConfig(Strict):
     private_classes: list[Annotated[int, Field(strict=True, ge=0)]] | None = None
     evaluator_fraction: float = Field(0.5, gt=0, lt=1, description="share of the private training pool that trains the judge (images)")
 
+    @field_validator("source", "public_source")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """File paths absolute (from the working directory; `load_config` resolves a file's from its folder first),
+        so that a written config.yaml reruns from anywhere."""
+        return value if value is None else absolute_source(value)
+
 
 class ModelConfig(Strict):
     arch: str = Field("lenet", description="a registered architecture; with `weights` also module:path.to.factory (your own class), 'onnx' or 'torchscript'")
@@ -72,6 +121,11 @@ class ModelConfig(Strict):
         None, description="with `weights`: (mean, std) applied to the [0, 1] inputs before the model (one value, or one per channel); default none, or a registered architecture's own"
     )
     expected_acc: float | None = Field(None, ge=0, le=1, description="with `weights`: the model's known test accuracy; an audit warns when it measures far less")
+
+    @field_validator("weights")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return value if value is None else absolute(value)
 
     @model_validator(mode="after")
     def _given_weights_only(self) -> "ModelConfig":
@@ -100,6 +154,11 @@ class AccessConfig(Strict):
     endpoint: str | None = Field(None, description="URL of the target served by `modelinv serve`: observations are queried over HTTP")
     key_env: str = Field("MODELINV_API_KEY", description="environment variable holding the endpoint's API key (the key never enters the config)")
     key_file: str | None = Field(None, description="file holding the endpoint's API key, instead of key_env")
+
+    @field_validator("key_file")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return value if value is None else absolute(value)
 
 
 class AttackConfig(Strict):
@@ -189,9 +248,11 @@ def with_device(cfg: S, device: str | None) -> S:
 def load_config(path: Path, schema: type[Scenario] = ExperimentConfig) -> Scenario:
     """Read and validate a YAML config (an experiment by default); errors name the file or the field.
 
-    The file is read by `modelinv.validation.read_yaml`: UTF-8, no duplicate keys, alias expansion bounded."""
+    The file is read by `modelinv.validation.read_yaml`: UTF-8, no duplicate keys, alias expansion bounded.
+    Relative paths in it (data files, weights, a key file) are relative to the file's folder (`resolve_paths`),
+    and the config holds them absolute, so the run's own config.yaml reruns from any working directory."""
     path = Path(path)
     raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise ModelinvError(f"config file {path} must hold a mapping of fields")
-    return validate(schema, raw)
+    return validate(schema, resolve_paths(raw, Path(os.path.abspath(path)).parent))

@@ -134,6 +134,15 @@ class LocalExecutor:
         self.pool.shutdown(cancel_futures=True)
 
 
+def ray_client_installed() -> bool:
+    """Whether Ray Client (`ray://` addresses) can run here: it needs grpc, which `ray[client]` installs and plain `ray` does not."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class RayExecutor:
     """Ray tasks of one CPU each: on the cluster at `address`, else on a local instance of `workers` CPUs."""
 
@@ -142,11 +151,18 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ModelinvError("--executor ray needs Ray: pip install 'modelinv[ray]'") from None
+        if address and address.startswith("ray://") and not ray_client_installed():
+            raise ModelinvError(f"--address {address} (Ray Client) needs ray[client]: pip install 'modelinv[ray]'")
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
             local = {} if address else {"num_cpus": workers or os.cpu_count(), "include_dashboard": False}
-            ray.init(address=address, **local)
+            try:
+                ray.init(address=address, **local)
+            except ValueError as err:  # Ray's own check of the client's packages, should ours miss one
+                if "ray[client]" in str(err):
+                    raise ModelinvError(f"--address {address} (Ray Client) needs ray[client]: pip install 'modelinv[ray]'") from None
+                raise
         self.slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # On a local instance each task gets the local executor's share of this machine's cores, so that
         # both executors compute with the same number of threads and give the same bits.
