@@ -59,8 +59,8 @@ def test_audit_runs_the_attacks_the_access_allows_and_writes_a_report(audit_dir)
     html = (audit_dir / "report.html").read_text()
     assert summary["verdict"][0].split(":")[0] in html
     defended = [o for o in summary["outcomes"] if o["name"] is not None]
-    extended = summary["strengths"]["added"]  # one round at most: scale and sigma 2.0 when none of the six protects
-    assert len(defended) == 6 + len(extended) and len(extended) in (0, 2) and all("ssim" in o["attacks"]["inverse-net"] for o in defended)
+    extended = summary["strengths"]["added"]  # one round at most: scale and/or sigma 2.0 when none of the six protects and accuracy allows
+    assert len(defended) == 6 + len(extended) and len(extended) <= 2 and all("ssim" in o["attacks"]["inverse-net"] for o in defended)
 
 
 @pytest.mark.slow
