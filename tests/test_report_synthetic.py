@@ -313,3 +313,10 @@ def test_an_audit_verdict_passed_in_gets_the_defense_answer_appended(tmp_path):
     report = write_report(store(tmp_path / "audit", rows, images=False), verdict=["Model under audit: lenet.safetensors", *summary["verdict"]])
     items = re.findall(r"<li>(.*?)</li>", report.read_text().split("<h2>Verdict</h2>")[1].split("</ul>")[0])
     assert len(items) == 3 and items[-1].startswith("None of the 3 defenses tried brings the attacks down to the trivial answer")
+
+
+def test_the_report_quotes_the_audits_accuracy_floor_when_no_defense_protects(tmp_path):
+    rows = rows_for(SETTINGS[:4], seeds=(0,))
+    report = write_report(store(tmp_path / "audit", rows, images=False), verdict=["Model under audit: lenet.safetensors"], accuracy_floor=0.8)
+    items = re.findall(r"<li>(.*?)</li>", report.read_text().split("<h2>Verdict</h2>")[1].split("</ul>")[0])
+    assert items[-1].startswith("None of the 3 defenses tried") and "accuracy floor 80.0%" in items[-1]

@@ -285,7 +285,9 @@ def run_audit(
     warnings = [line for line in head if line.startswith("Warning")]
     payload = summaries[0] if len(summaries) == 1 else {"audits": summaries}
     (out / "audit.json").write_text(json.dumps({**payload, "model": head[:1], "warnings": warnings}, indent=2, default=str))
-    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict)
+    floors = {state["floor"] for state in states}
+    floor = floors.pop() if len(floors) == 1 else None  # the report quotes one floor; several audits of one model share it
+    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict, accuracy_floor=floor)
     return Results(rows=[by_id[r["run_id"]] for r in rows], out=out, report=report, verdict=head[:1] + verdict, warnings=warnings, summaries=summaries)
 
 

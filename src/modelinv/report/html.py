@@ -250,11 +250,12 @@ def write_report(
     directory: Path,
     title: str = "modelinv report",
     verdict: list[str] | None = None,
+    accuracy_floor: float | None = None,
 ) -> Path:
     """Write `directory/report.html` from its results store; `verdict` replaces the computed summary (audits),
     followed by the answer on defenses (report.audit.protection) of each target unless it already has it.
 
-    The defenses section is computed from the stored rows (report.audit.defense_outcomes): the Pareto front and
+    `accuracy_floor` (an audit's, as a fraction) is quoted when no defense protects. The defenses section is computed from the stored rows (report.audit.defense_outcomes): the Pareto front and
     the cheapest protecting defense."""
     store = ResultsStore(directory, create=False)
     try:
@@ -263,7 +264,7 @@ def write_report(
         store.close()
     parts = [f"<h1>{escape(title)}</h1><p>{len(rows)} runs from <code>{escape(str(Path(directory).resolve()))}</code>.</p>"]
     scopes = groups(rows, scope)
-    answers = {where: protection(defense_outcomes(mine)) if any(not r.get("defense") for r in mine) else None for where, mine in scopes.items()}
+    answers = {where: protection(defense_outcomes(mine), accuracy_floor) if any(not r.get("defense") for r in mine) else None for where, mine in scopes.items()}
     findings = summary(rows) if verdict is None else verdict + [
         (f"{where}: " if len(scopes) > 1 else "") + answer for where, answer in answers.items() if answer and answer not in " ".join(verdict)
     ]
