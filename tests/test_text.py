@@ -25,13 +25,7 @@ from modelinv.oracle import Scores, ThreatModel
 from modelinv.text.lm import CharLM, sequence_log_perplexity
 from modelinv.text.tokenizers import CharTokenizer, WordTokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- data -------------------------------------------------------------------------------------------------

@@ -16,13 +16,7 @@ from modelinv.models.trainer import TrainConfig
 from modelinv.text import build_text_target
 from modelinv.text.targets import CHAR_LM_TRAIN, ENCODER_TRAIN, train_settings
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
