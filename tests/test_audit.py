@@ -18,7 +18,7 @@ from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import prepare, run_experiment
 from modelinv.models import build_model
 from modelinv.models.user import load_user_model
-from modelinv.report.tradeoff import TRIVIAL
+from modelinv.report.baselines import TRIVIAL
 
 FAST = {"inverse-net": {"epochs": 8}}
 

@@ -30,6 +30,7 @@ class Goal:
     success: tuple[str, ...]  # the metrics that measure attack success, headline first
     summary: str
     text: bool = False  # its attacks invert text targets (modelinv.text), not image or tabular models
+    trivial: str = "mean-public"  # the stored baseline (a row's `baselines` key) its attacks are judged against
 
     @property
     def headline(self) -> str:
@@ -63,6 +64,7 @@ GOALS: dict[str, Goal] = {
             ("bow_f1", "bow_sensitive_recall"),
             "recover the words of embedded texts",
             text=True,
+            trivial="most-frequent-words",
         ),
         Goal(
             "text-attribute",
@@ -70,6 +72,7 @@ GOALS: dict[str, Goal] = {
             ("cand_advantage", "cand_top1"),
             "infer a sensitive attribute of embedded texts among candidates",
             text=True,
+            trivial="prior",
         ),
         Goal(
             "memorization",
@@ -77,6 +80,7 @@ GOALS: dict[str, Goal] = {
             ("exposure", "exposure_inserted"),
             "measure how much a language model memorised inserted secrets",
             text=True,
+            trivial="never-inserted",
         ),
     )
 }

@@ -7,7 +7,7 @@ clearly beats the same metric of the trivial answer. "Clearly" means both:
 - with several seeds, by non-overlapping 95% intervals (report.aggregate), so a difference inside the seed-to-seed
   noise is not called leakage. With one seed only the margin applies.
 The trivial answer is the attacker's mean image (reconstruction, class inversion), the most common value of the
-sensitive column (attributes), or the text goals' answers named in report.tradeoff.TRIVIAL_BY_GOAL. A defense
+sensitive column (attributes), or the text goals' answers named in attacks.goals (`Goal.trivial`). A defense
 protects when, under it, no attack leaks by the same rule: it brings every attack down to the trivial answer
 within the margin and the intervals.
 

@@ -2,18 +2,17 @@
 
 Image goals: the attacker's mean image for every target (experiment.runner.trivial_answers), stored in each
 row's `baselines`; attributes: the most common value of the sensitive column; text goals: the answers of
-experiment.text (the attacker's most frequent words, its class prior, the canaries never inserted)."""
+experiment.text (the attacker's most frequent words, its class prior, the canaries never inserted). Which
+stored baseline judges a goal is declared once, in attacks.goals (`Goal.trivial`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-TRIVIAL = "mean-public"
-"""The trivial answer of image attacks shown beside the attack (see experiment.runner.trivial_answers)."""
+from modelinv.attacks.goals import GOALS
 
-TRIVIAL_BY_GOAL = {"bag-of-words": "most-frequent-words", "text-attribute": "prior", "memorization": "never-inserted"}
-"""The trivial answer of the text goals (experiment.text): the attacker's most frequent words, the attacker's
-class prior, and the canaries never inserted. Every other goal: TRIVIAL."""
+TRIVIAL = GOALS["reconstruct"].trivial
+"""The trivial answer of image attacks shown beside the attack (see experiment.runner.trivial_answers)."""
 
 
 def trivial(row: dict[str, Any], metric: str) -> float | None:
@@ -22,5 +21,6 @@ def trivial(row: dict[str, Any], metric: str) -> float | None:
         return row.get("attr_baseline_acc")
     if metric == "attr_advantage":
         return 0.0
-    value = ((row.get("baselines") or {}).get(TRIVIAL_BY_GOAL.get(row.get("goal"), TRIVIAL)) or {}).get(metric)
+    name = GOALS[row["goal"]].trivial if row.get("goal") in GOALS else TRIVIAL  # each goal declares its trivial answer
+    value = ((row.get("baselines") or {}).get(name) or {}).get(metric)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -12,11 +12,11 @@ from modelinv.attacks.goals import goal
 from modelinv.metrics import METRICS
 from modelinv.report.aggregate import Interval, fmt, groups, metric_interval, target_accuracy
 from modelinv.report.audit import MARGINS, RULE, budget_text, defense_outcomes, metrics_beaten, protection
-from modelinv.report.baselines import TRIVIAL, TRIVIAL_BY_GOAL, trivial
+from modelinv.report.baselines import trivial
 from modelinv.report.markdown import table
 from modelinv.report.plots import Panel, tradeoff_figure
 
-__all__ = ["TRIVIAL", "TRIVIAL_BY_GOAL", "by_strength", "judgement", "markdown", "plot", "series", "strength", "trivial"]
+__all__ = ["by_strength", "judgement", "markdown", "plot", "series", "strength"]
 
 
 def strength(row: dict[str, Any], param: str) -> Any:
