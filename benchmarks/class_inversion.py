@@ -9,10 +9,11 @@
 glyphs protocol: the `glyphs` source (characters rendered from matplotlib's fonts), `class-disjoint` split with
 the 26 upper-case letters private (the LeNet target and, on a disjoint part of the private pool it never saw,
 the `eval-cnn` judge) and the digits and lower-case letters public (the attacker's data, for GANs). Every
-attack inverts each private class `per_class` times (20; chance top-1 1/26); GMI runs at a CPU budget (1 restart
-of 500 latent steps instead of 5 of 1,500). glyphs-budget protocol: the same data at 2 inversions per class, GMI at
-the CPU and at the published budget and MI-Face at modelinv's and at the published budget, on the same seeds: what
-the budget changes, measured. mnist5k protocol: digits 0-4 private, 5-9 public (chance 0.2), as in earlier releases.
+attack inverts each private class `per_class` times (20; chance top-1 1/26); GMI, PLG-MI and BREP-MI run at a CPU
+budget (`CPU_BUDGET`: GMI 1 restart of 500 latent steps instead of 5 of 1,500, PLG-MI 200 steps instead of 600,
+BREP-MI searches capped at 100 steps instead of 300). glyphs-budget protocol: the same data at 2 inversions per
+class, each of these at the CPU and at the larger budget, and MI-Face at modelinv's and at the published budget, on
+the same seeds: what the budget changes, measured. mnist5k protocol: digits 0-4 private, 5-9 public (chance 0.2), as in earlier releases.
 
 Each table: mean [95% t interval over seeds] of knn_ratio (the ranking metric: the judge-feature distance of
 an inversion to the nearest private image of its class, relative to that of real held-out images), fid_eval,
@@ -35,37 +36,44 @@ from modelinv.report.markdown import table
 from modelinv.validation import validate
 
 # The attacks' published budgets are GPU budgets: GMI's 5 restarts x 1,500 latent steps for the 520 inversions of a
-# glyphs seed take about an hour on one CPU thread (0.9 ms per latent step, `benchmarks/speed.py`). The glyphs table
-# runs GMI at a CPU budget (CPU_BUDGET); the `glyphs-budget` protocol measures what the reduction changes: the CPU
-# and the published budget on the same seeds, at 2 inversions per class.
-CPU_BUDGET = {"restarts": 1, "iterations": 500}
+# glyphs seed take about an hour on one CPU thread (0.9 ms per latent step, `benchmarks/speed.py`); PLG-MI's 600
+# steps with LOMMA's three surrogates, 2.7 hours; BREP-MI's 300-step searches, 45 minutes. The glyphs table runs
+# these at a CPU budget (CPU_BUDGET); the `glyphs-budget` protocol measures what each reduction changes: the CPU and
+# the larger budget on the same seeds, at 2 inversions per class. (RLB-MI's and Mirror's cost does not grow with the
+# inversions per class: they run at modelinv's defaults.)
+CPU_BUDGET = {"gmi": {"restarts": 1, "iterations": 500}, "plg-mi": {"iterations": 200}, "brep-mi": {"iterations": 100}}
 # Rows: label -> (registered attack, parameter overrides). "mi-face-paper" is Fredrikson et al.'s Algorithm 1 as
 # published (5000 steps of lr 0.1, window 100, no jitter or blur); "mi-face" uses modelinv's defaults.
 ROWS = {
     "mi-face": ("mi-face", {}),
     "mi-face-paper": ("mi-face", {"iterations": 5000, "lr": 0.1, "window": 100, "jitter": 0, "blur_sigma": 0.0}),
-    "gmi": ("gmi", CPU_BUDGET),
+    "gmi": ("gmi", CPU_BUDGET["gmi"]),
     "gmi (published budget)": ("gmi", {}),
     "kedmi": ("kedmi", {}),
-    "plg-mi": ("plg-mi", {}),
-    "gmi+lomma": ("gmi", {**CPU_BUDGET, "lomma": True}),
+    "plg-mi": ("plg-mi", CPU_BUDGET["plg-mi"]),
+    "plg-mi (published budget)": ("plg-mi", {}),
+    "gmi+lomma": ("gmi", {**CPU_BUDGET["gmi"], "lomma": True}),
     "kedmi+lomma": ("kedmi", {"lomma": True}),
-    "plg-mi+lomma": ("plg-mi", {"lomma": True}),
+    "plg-mi+lomma": ("plg-mi", {**CPU_BUDGET["plg-mi"], "lomma": True}),
     "mirror-bb": ("mirror-bb", {}),
     "rlb-mi": ("rlb-mi", {}),
-    "brep-mi": ("brep-mi", {}),
+    "brep-mi": ("brep-mi", CPU_BUDGET["brep-mi"]),
+    "brep-mi (modelinv default)": ("brep-mi", {}),
 }
-ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}}
+ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}, "brep-mi (modelinv default)": {"observe": "label"}}
 WHITE_BOX = {"observe": None, "white_box": "full"}
 GLYPHS = {"source": "glyphs", "split": "class-disjoint", "private_classes": UPPER_CLASSES}
-MAIN = [label for label in ROWS if label != "gmi (published budget)"]
+MAIN = [label for label in ROWS if "(" not in label]
 # protocol -> data, inversions per class, the rows it runs (in this order: every seed of a row before the next row,
 # so an interrupted run leaves complete rows; GAN-sharing rows follow the row that trains their GAN), and budget pairs
 PROTOCOLS = {
-    "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "mi-face-paper", "plg-mi",
-                                                      "gmi+lomma", "kedmi+lomma", "plg-mi+lomma", "rlb-mi"]},
-    "glyphs-budget": {"data": GLYPHS, "per_class": 2, "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper"], "seeds": 3,
-                      "pairs": [("gmi", "gmi (published budget)"), ("mi-face", "mi-face-paper")]},
+    "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "plg-mi", "mi-face-paper",
+                                                      "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi"]},
+    "glyphs-budget": {"data": GLYPHS, "per_class": 2, "seeds": 3,
+                      "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper", "brep-mi", "brep-mi (modelinv default)", "plg-mi",
+                               "plg-mi (published budget)"],
+                      "pairs": [("gmi", "gmi (published budget)"), ("mi-face", "mi-face-paper"), ("brep-mi", "brep-mi (modelinv default)"),
+                                ("plg-mi", "plg-mi (published budget)")]},
     "mnist5k": {"data": {"source": "mnist5k", "split": "class-disjoint"}, "per_class": 20, "rows": MAIN},
 }
 METRICS = ["knn_ratio", "fid_eval", "attack_acc_top1", "attack_acc_top5", "knn_dist"]

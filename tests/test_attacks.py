@@ -41,6 +41,9 @@ def test_rmle_recovers_inputs_from_a_shallow_cut(small_lenet, victims, public):
     assert result.meta["iterations"] == 500 and result.meta["lr"] == 1e-2, "the paper's shallow schedule"
     assert psnr(result.images, victims) > 25
     assert result.meta["queries"] == 0 and result.meta["gradients"] == 500 * len(victims)
+    # a shortened run reports the cut's schedule beside what it used, so a report can flag the reduction
+    short = attack("rmle", threat, victims[:2], public, iterations=5)
+    assert short.meta["iterations"] == 5 and short.meta["defaults"] == {"lr": 1e-2, "iterations": 500, "tv_weight": 0.0}
 
 
 def test_inverse_net_beats_the_mean_image_by_3db(small_lenet, victims, public, mean_image_psnr):

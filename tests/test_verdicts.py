@@ -45,6 +45,10 @@ def test_rmle_budget_comes_from_what_the_attack_reported():
     run = {**row(psnr=30.0, ssim=0.9, attack_acc_top1=0.9), "attack": "rmle", "attack_details": {"iterations": 500, "lr": 0.01}, "gradients": 32000}
     (line,) = verdict([run], "features(conv1) + white-box client")
     assert "Attack budget: iterations 500, 32,000 gradient evaluations." in line
+    # a run that reports the cut's schedule is flagged when it used fewer iterations
+    short = {**run, "attack_details": {"iterations": 10, "lr": 0.01, "defaults": {"iterations": 500, "lr": 0.01, "tv_weight": 0.0}}}
+    (line,) = verdict([short], "features(conv1) + white-box client")
+    assert "Attack budget: iterations 10 (default 500: reduced)" in line
 
 
 def test_with_seeds_leakage_needs_intervals_that_do_not_overlap_the_trivial_answer():

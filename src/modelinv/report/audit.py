@@ -102,7 +102,8 @@ def budget(row: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """The attack's effort parameters as (name, value used, the attack's default), e.g. [('epochs', 8, 40)].
 
     The value used is the run's configured parameter (config attack.params), else what the attack reported
-    (attack_details: rMLE resolves its iterations from the layer), else the default."""
+    (attack_details: rMLE resolves its iterations from the layer), else the default. The default is the
+    parameter's, else the one the attack reported under attack_details `defaults` (rMLE: the cut's schedule)."""
     try:
         fields = ATTACKS.get(row["attack"]).Params.model_fields
     except (ModelinvError, AttributeError):
@@ -114,8 +115,9 @@ def budget(row: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         if not BUDGET.search(name):
             continue
         used = given.get(name, details.get(name, field.default))
+        default = field.default if _number(field.default) else (details.get("defaults") or {}).get(name)
         if _number(used):
-            out.append((name, used, field.default if _number(field.default) else None))
+            out.append((name, used, default if _number(default) else None))
     return out
 
 
