@@ -8,7 +8,9 @@
 
 `model` is a plain `nn.Module` (any class: cut layers are its module paths, read through forward hooks, no
 re-architecture), or a file: safetensors weights with `arch` (a registered name or `module:factory`), an
-ONNX file, or a TorchScript file (with `trust_code=True`, run confined: `models.contained`). An `nn.Module`
+ONNX file, or a TorchScript file (with `trust_code=True`, run confined: `models.contained`). A text model
+(`arch` one of modelinv.text.TEXT_TARGETS) is audited on text data: a `text-encoder` or `char-lm` given as its
+modelinv checkpoint directory, or `minilm` (pre-trained) with `model=None`. An `nn.Module`
 is saved to `out/model.safetensors` with its own key names and loaded back from there by every run, so the
 results record the weights' SHA-256. Its runs are reproducible in this process; give `arch="module:factory"`
 (a class or function that builds it) to make each run's `config.yaml` reproducible anywhere with `modelinv run`.
@@ -42,6 +44,7 @@ from modelinv.models.user import TORCHSCRIPT, describe, is_factory, load_user_mo
 from modelinv.report.audit import cheapest, defense_outcomes, summarize
 from modelinv.report.html import data_uri, html_table, write_report
 from modelinv.results import defense_label
+from modelinv.text import TEXT_TARGETS
 from modelinv.validation import check_output_dir, validate
 
 SUMMARY_COLUMNS = ("run_id", "attack", "defense", "layer", "access", "seed", "target_test_acc", "psnr", "ssim", "attack_acc_top1", "knn_dist", "queries", "seconds")
@@ -115,8 +118,15 @@ def _save_module(model: nn.Module, out: Path) -> Path:
     return path
 
 
-def target_of(model: nn.Module | str | Path, out: Path, arch: str | None, trust_code: bool) -> tuple[str, str, bool]:
-    """(weights path, arch, trust_code) of the model an API call names: a module is saved under `out`."""
+def target_of(model: nn.Module | str | Path | None, out: Path, arch: str | None, trust_code: bool) -> tuple[str | None, str, bool]:
+    """(weights path, arch, trust_code) of the model an API call names: a module is saved under `out`; a text
+    model is its checkpoint directory (None for the pre-trained minilm)."""
+    if arch in TEXT_TARGETS:
+        if isinstance(model, nn.Module):
+            raise ModelinvError(f"a '{arch}' is audited from its modelinv checkpoint directory (model.json and weights.safetensors), not from a module")
+        return (None if model is None else str(Path(model).resolve())), arch, False
+    if model is None:
+        raise ModelinvError("give the model: an nn.Module or a weights file (model=None only for a pre-trained text target, arch='minilm')")
     if isinstance(model, nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         path = _save_module(model, out)
@@ -133,7 +143,7 @@ def target_of(model: nn.Module | str | Path, out: Path, arch: str | None, trust_
 
 
 def audit_config(
-    model_path: str,
+    model_path: str | None,
     arch: str,
     data: str | dict[str, Any],
     access: str,
@@ -144,30 +154,32 @@ def audit_config(
     white_box: str = "none",
     attacks: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
-    num_targets: int = 64,
+    num_targets: int | None = None,
     seed: int = 0,
     evaluator_epochs: int | None = None,
     defenses: list[dict[str, Any]] | None = None,
     accuracy_floor: float | None = None,
     max_rounds: int = 3,
 ) -> AuditConfig:
-    """The validated audit config of a model file (what `modelinv audit` builds from its flags).
+    """The validated audit config of a model file (what `modelinv audit` builds from its flags); `num_targets`
+    None: the default (64; a text audit attacks at most its private test texts).
 
     Example:
         >>> cfg = audit_config("lenet.safetensors", "lenet", "mnist5k", "features:relu2")  # doctest: +SKIP
+        >>> cfg = audit_config("models/text-encoder-KEY/model", "text-encoder", "text:notes.txt", "features")  # doctest: +SKIP
     """
     options = {k: v for k, v in (("trust_code", trust_code), ("normalize", normalize), ("expected_acc", expected_accuracy)) if v not in (None, False)}
     return validate(
         AuditConfig,
         {
-            "model": str(model_path),
+            "model": None if model_path is None else str(model_path),
             "arch": arch,
             "data": {"source": data} if isinstance(data, str) else data,
             "access": access,
             "white_box": white_box,
             "attacks": attacks or None,
             "params": params or {},
-            "num_targets": num_targets,
+            **({} if num_targets is None else {"num_targets": num_targets}),
             "seed": seed,
             "evaluator": None if evaluator_epochs is None else {"arch": evaluator_arch_for(arch), "train": {"epochs": evaluator_epochs}},
             "target_options": options,
@@ -178,10 +190,45 @@ def audit_config(
     )
 
 
+def model_name(path: str | None, arch: str) -> str:
+    """How the report names the model under audit: its file, a text checkpoint by its directory, minilm by its name."""
+    if path is None:
+        return arch
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.name == "model" and p.parent.name else p.name
+
+
+def text_model_lines(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """The report's first line for a text model: what it is and releases, its accuracy on the audit's private test
+    texts where measured; then, when output defenses were run, that their cost to the model's use is not measured."""
+    target = cfg.target
+    releases = TEXT_TARGETS.info(target.arch)["releases"]
+    undefended = [r for r in rows if not r.get("defense")]
+    accuracy = (undefended or rows)[0].get("target_test_acc") if rows else None
+    if accuracy is not None:
+        what = "next-character accuracy" if releases == "logits" else "accuracy"
+        measured = f"{what} {accuracy:.3g} on the audit data's private test texts"
+    elif target.weights is None:
+        measured = "pre-trained: no classes to measure an accuracy on"
+    else:
+        measured = "no accuracy measured (the audit data's labels are not the classes it was trained on)"
+    name = "all-MiniLM-L6-v2 from the text extra" if target.weights is None else model_name(target.weights, target.arch)
+    lines = [f"Model under audit: {name} ({target.arch}, a text model releasing {'sentence embeddings' if releases == 'features' else 'next-character logits'}), {measured}."]
+    if any(r.get("defense") for r in rows):
+        lines.append(
+            "Output defenses on a text model are measured for privacy only: the accuracy beside each is the undefended model's, "
+            "so what the noise or rounding costs the embeddings' or scores' own use is not measured (cost 0 is not a measurement)."
+        )
+    return lines
+
+
 def model_lines(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
     """The report's first line (the model, its input normalisation, its measured accuracy) and the warnings
-    when that accuracy looks wrong (far below the expected one, or near chance), naming the likely cause."""
+    when that accuracy looks wrong (far below the expected one, or near chance), naming the likely cause.
+    A text model's lines are `text_model_lines`."""
     target = cfg.target
+    if target.arch in TEXT_TARGETS:
+        return text_model_lines(cfg, rows)
     splits = load_splits(cfg.data, cfg.seed)
     data = splits.private_test
     net = load_user_model(Path(target.weights), target.arch, data.input_shape, data.num_classes, target.args, trust_code=target.trust_code, normalize=target.normalize)
@@ -287,12 +334,12 @@ def run_audit(
     (out / "audit.json").write_text(json.dumps({**payload, "model": head[:1], "warnings": warnings}, indent=2, default=str))
     floors = {state["floor"] for state in states}
     floor = floors.pop() if len(floors) == 1 else None  # the report quotes one floor; several audits of one model share it
-    report = write_report(out, title=f"Model-inversion audit of {Path(configs[0].model).name}", verdict=head + verdict, accuracy_floor=floor)
+    report = write_report(out, title=f"Model-inversion audit of {model_name(configs[0].model, configs[0].arch)}", verdict=head + verdict, accuracy_floor=floor)
     return Results(rows=[by_id[r["run_id"]] for r in rows], out=out, report=report, verdict=head[:1] + verdict, warnings=warnings, summaries=summaries)
 
 
 def audit(
-    model: nn.Module | str | Path,
+    model: nn.Module | str | Path | None,
     data: str | dict[str, Any] = "mnist5k",
     access: str = "probs",
     layers: list[str] | None = None,
@@ -305,7 +352,7 @@ def audit(
     white_box: str = "none",
     attacks: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
-    num_targets: int = 64,
+    num_targets: int | None = None,
     seed: int = 0,
     evaluator_epochs: int | None = None,
     defenses: list[dict[str, Any]] | None = None,
@@ -326,7 +373,12 @@ def audit(
     defense the access allows; [] for none); when none of them protects, their strengths are extended up to
     `max_rounds` times while the target's accuracy stays at or above `accuracy_floor` (a fraction; default: 10
     points below the undefended accuracy). `device` is where models train and attacks run: auto (the
-    default: CUDA when available, else MPS, else the CPU), cpu, cuda, cuda:N or mps.
+    default: CUDA when available, else MPS, else the CPU), cpu, cuda, cuda:N or mps. `num_targets`: private
+    inputs attacked (default 64; a text audit attacks at most its private test texts).
+
+    A text model (`arch` one of modelinv.text.TEXT_TARGETS) is audited on text data (`data="records"`,
+    `"text:notes.txt"`): `model` is the checkpoint directory of a `text-encoder` (access "features") or a
+    `char-lm` (access "logits") trained by modelinv, or None for the pre-trained `minilm`.
 
     Shape: the model takes (N, C, H, W) images in [0, 1] (after `normalize`) and returns (N, classes) logits.
 
@@ -339,7 +391,7 @@ def audit(
     observe, _, layer = access.partition(":")
     if layers and (observe != "features" or layer):
         raise ModelinvError(f"layers= applies to access='features' (one audit per layer), not '{access}'")
-    if observe == "features" and not layer and not layers:
+    if observe == "features" and not layer and not layers and arch not in TEXT_TARGETS:  # a sentence encoder releases its embedding
         raise ModelinvError("access='features' needs the cut layers: layers=['module.path', ...] (or access='features:LAYER')")
     accesses = [f"features:{name}" for name in layers] if layers else [access]
     check_output_dir(out, "output directory (out)")
@@ -356,7 +408,7 @@ def audit(
 
 
 def run(
-    model: nn.Module | str | Path,
+    model: nn.Module | str | Path | None,
     attack: str,
     data: str | dict[str, Any] = "mnist5k",
     access: str = "probs",
@@ -393,5 +445,5 @@ def run(
     experiment = with_device(cfg.experiment(attack, validate(DefenseConfig, defense) if defense else None), device)
     rows = run_grid([experiment], out, workers=1, threads=threads, command="modelinv.run(...)", log=log)
     head = model_lines(experiment, rows)
-    report = write_report(out, title=f"modelinv run of {Path(path).name}", verdict=head)
+    report = write_report(out, title=f"modelinv run of {model_name(path, arch)}", verdict=head)
     return Results(rows=rows, out=out, report=report, verdict=head[:1], warnings=[line for line in head if line.startswith("Warning")])

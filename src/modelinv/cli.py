@@ -219,20 +219,24 @@ def parse_normalize(text: Optional[str]) -> Optional[list]:
 
 @app.command()
 def audit(
-    model: Path = typer.Option(..., "--model", help="your trained model: safetensors weights of --arch, an ONNX file (m.onnx), or a TorchScript file (--torchscript)"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of the weights: a registered name (`modelinv list models`) or module:path.to.factory, your own class (keys and layers by module path)"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="your trained model: safetensors weights of --arch, an ONNX file (m.onnx), a TorchScript file (--torchscript), or a text-encoder/char-lm checkpoint directory; none for --arch minilm"
+    ),
+    arch: Optional[str] = typer.Option(
+        None, "--arch", help="architecture of the weights: a registered name (`modelinv list models`), a text target (text-encoder, char-lm, minilm), or module:path.to.factory, your own class (keys and layers by module path)"
+    ),
     torchscript: bool = typer.Option(False, "--torchscript", help="the model file is TorchScript (code: needs --trust-model-code)"),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="run a TorchScript model's code, in a confined worker process (see README: own models)"),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="MEAN,STD applied to the [0, 1] inputs before your model (per channel: 0.485/0.456/0.406,0.229/0.224/0.225)"),
     expected_accuracy: Optional[float] = typer.Option(None, "--expected-accuracy", help="your model's known test accuracy: warn when the audit measures far less"),
-    data: str = typer.Option(..., "--data", help="dataset name or file source (idx:, npz:, folder:, csv:)"),
-    access: str = typer.Option(..., "--access", help="what the attacker sees: features[:LAYER], probs, logits or label"),
+    data: str = typer.Option(..., "--data", help="dataset name or file source (idx:, npz:, folder:, csv:; text models: records, text:PATH)"),
+    access: str = typer.Option(..., "--access", help="what the attacker sees: features[:LAYER], probs, logits or label (text models: features for sentence encoders, logits for char-lm)"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="label column of a csv: source"),
     tabular: Optional[Path] = typer.Option(None, "--tabular", help="YAML schema of tabular data: sensitive column, categorical levels, bins"),
     white_box: str = typer.Option("none", "--white-box", help="model part the attacker also knows: none, client, server, full"),
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="attack to run (repeatable); default: all the access allows"),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping attack names to their parameters"),
-    num_targets: int = typer.Option(64, "--num-targets", min=1, help="private test inputs attacked"),
+    num_targets: Optional[int] = typer.Option(None, "--num-targets", min=1, help="private test inputs attacked (default 64; text: at most the private test texts)"),
     evaluator_epochs: Optional[int] = typer.Option(None, "--evaluator-epochs", min=1, help="training epochs of the judge (default 20)"),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(Path("audit-out"), "--out", help="directory for report.html, audit.json and the runs"),
@@ -247,14 +251,20 @@ def audit(
     from modelinv.api import audit_config, run_audit
     from modelinv.experiment.audit import load_params, read_mapping
     from modelinv.models.user import TORCHSCRIPT, is_factory, refuse_untrusted
+    from modelinv.text import TEXT_TARGETS
 
-    onnx = arch is None and not torchscript and model.suffix.lower() == ".onnx"
+    text = arch in TEXT_TARGETS
+    if text and (torchscript or trust_model_code):
+        raise ModelinvError(f"--torchscript and --trust-model-code apply to image and tabular models, not to text target '{arch}'")
+    if model is None and not text:
+        raise ModelinvError("give --model: your trained model (weights of --arch, an ONNX or a TorchScript file)")
+    onnx = model is not None and arch is None and not torchscript and model.suffix.lower() == ".onnx"
     if not onnx and torchscript == (arch is not None):
         raise ModelinvError("give exactly one of --arch NAME and --torchscript (or an ONNX file, m.onnx)")
     if torchscript and not trust_model_code:
         refuse_untrusted(model, "a TorchScript file")
     cfg = audit_config(
-        str(model.resolve()),
+        None if model is None else str(model.resolve()),
         "onnx" if onnx else TORCHSCRIPT if torchscript else arch,
         {"source": data, "label_column": label_column, "tabular": read_mapping(tabular, "tabular schema file") if tabular else None},
         access,

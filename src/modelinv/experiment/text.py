@@ -37,6 +37,7 @@ from modelinv.oracle import Features, Scores, ThreatModel
 from modelinv.seeding import seed_everything
 from modelinv.text import TEXT_TARGETS, TextTarget, build_text_target
 from modelinv.text.encoder import EMBEDDING
+from modelinv.text.targets import load_text_target
 from modelinv.versions import versions
 
 TEXT_GOALS = ("bag-of-words", "text-attribute", "memorization")
@@ -159,7 +160,10 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
     check_victims(cfg, attack, splits)
     timings["data"] = time.perf_counter() - start
     start = time.perf_counter()
-    target = build_text_target(cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed)
+    if cfg.target.weights is not None:  # a given model (an audit's): loaded from its checkpoint, not trained
+        target = load_text_target(cfg.target.arch, cfg.target.weights, splits.private_test)
+    else:
+        target = build_text_target(cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed)
     timings["target"] = time.perf_counter() - start
     seed_everything(cfg.seed)
     threat = text_threat(cfg, target)
@@ -214,7 +218,7 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         never = labels == 0
         if bool(never.any()):
             answers["never-inserted"] = MetricInputs(reconstructions=reconstruction.images[never], labels=labels[never])
-        examples = [{"canary": c.text, "repetitions": c.repetitions, "exposure": float(e)} for c, e in zip(target.canaries, reconstruction.images)]
+        examples = [{"canary": c.text, "secret": c.secret, "repetitions": c.repetitions, "exposure": float(e)} for c, e in zip(target.canaries, reconstruction.images)]
         stored = reconstruction.images
     scores = compute(metric_names, inputs)
     baselines = {name: compute(metric_names, answer) for name, answer in answers.items()}

@@ -4,6 +4,11 @@ and the cheapest that protects, a defense x metric table (or, with several attac
 privacy-utility plots, every run's labelled reconstructions, the environment and the commands that reproduce
 each run.
 
+Runs on text targets (modelinv.text) show text instead of image grids: each attacked text beside what the attack
+recovered (`attack_details.examples`), its sensitive words (names, diagnoses: the data's `sensitive` words, or the
+attribute guessed) highlighted and the recovered words found in it marked; the undefended runs' texts in a section of
+their own. Every text is escaped: texts are data, never markup.
+
 Undefended rows come first everywhere; accuracy is shown once per target (report.aggregate.target_accuracy);
 image grids (and only they) are scaled without smoothing."""
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from modelinv.attacks.goals import GOALS
+from modelinv.data.text import content_words, words
 from modelinv.metrics.psnr import MAX_DB
 from modelinv.metrics.ssim import ssim_per_image
 from modelinv.report.aggregate import Interval, groups, metric_interval, target_accuracy
@@ -43,6 +50,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.
 img{max-width:100%}img.plot{display:block;margin:.5rem 0}img.pix{image-rendering:pixelated;display:block}
 .grid{display:flex;flex-wrap:wrap;gap:6px}figure.target{margin:0;padding:3px;border:1px solid #eee;text-align:center}
 figure.target figcaption{font-size:.72rem;line-height:1.2;color:#333}code{background:#f5f5f5;padding:0 .2rem}
+table.texts td{vertical-align:top}table.texts td.text{min-width:16rem;max-width:34rem}.legend{font-size:.85rem;color:#444}
+mark.sensitive{background:#ffd0d0;color:#600;border-radius:2px;padding:0 .1rem}.hit{box-shadow:inset 0 -.25em #7fd17f}
+.word{display:inline-block;margin:0 .25rem .15rem 0;padding:0 .2rem;border:1px solid #ddd;border-radius:3px}
+.word.miss{color:#777;font-style:italic}.secret{font-weight:600}
 """
 
 PAGE = 32
@@ -137,11 +148,12 @@ def defense_table(rows: list[dict[str, Any]]) -> str:
 
 def plots(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """Per target with defenses, each attack's success against target accuracy: a series per defense (means
-    over seeds, strengths as labels), the undefended model, the trivial answer and the Pareto front."""
+    over seeds, strengths as labels), the undefended model, the trivial answer and the Pareto front. None for text
+    targets: their rows carry the undefended model's accuracy only (a plot would stack every defense on one line)."""
     figures = []
     for where in dict.fromkeys(scope(r) for r in rows):
         mine = [r for r in rows if scope(r) == where]
-        if not any(r.get("defense") for r in mine):
+        if not any(r.get("defense") for r in mine) or is_text(mine[0]):  # text: no accuracy under defense to plot against
             continue
         png = tradeoff_figure(tradeoff_panels(mine), f"privacy-utility: {where}")
         if png is not None:
@@ -205,10 +217,155 @@ def labelled_grid(path: Path, run_id: str = "") -> str:
     return out
 
 
+def is_text(row: dict[str, Any]) -> bool:
+    """Whether a row is a run on a text target (its goal is one of the text goals of attacks.goals)."""
+    return row.get("goal") in GOALS and GOALS[row["goal"]].text
+
+
+TOKEN = re.compile(r"[a-z0-9]+", re.IGNORECASE)
+"""A word of a text as modelinv.data.text.words finds it (runs of letters and digits, compared lower-cased)."""
+
+EXAMPLES_SHOWN = 10
+"""Examples shown per run (a row stores modelinv.experiment.text.EXAMPLES)."""
+
+
+def highlight(text: str, sensitive: set[str] = frozenset(), recovered: set[str] = frozenset()) -> str:
+    """`text` as escaped HTML with its words (lower-cased) in `sensitive` in <mark class="sensitive"> and those in
+    `recovered` underlined (class "hit"); everything else escaped as it is.
+
+    Example: highlight("Ann <b>has</b> asthma", {"ann", "asthma"}, {"asthma"})
+    -> '<mark class="sensitive">Ann</mark> &lt;b&gt;has&lt;/b&gt; <mark class="sensitive hit">asthma</mark>'"""
+    out, last = [], 0
+    for match in TOKEN.finditer(text):
+        out.append(escape(text[last : match.start()]))
+        word, shown = match.group().lower(), escape(match.group())
+        classes = " ".join(c for c, on in (("sensitive", word in sensitive), ("hit", word in recovered)) if on)
+        tag = "mark" if word in sensitive else "span"
+        out.append(f'<{tag} class="{classes}">{shown}</{tag}>' if classes else shown)
+        last = match.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
+def _text_table(columns: list[str], rows: list[list[str]]) -> str:
+    """A table of already-escaped HTML cells (the first two columns: index and a text)."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="text">{v}</td>' if j == 1 else f"<td>{v}</td>" for j, v in enumerate(row)) + "</tr>" for row in rows)
+    return f'<div class="wide"><table class="texts"><tr>{head}</tr>{body}</table></div>'
+
+
+def _bag_of_words(examples: list[dict[str, Any]]) -> str:
+    rows, any_sensitive = [], False
+    for i, e in enumerate(examples):
+        original = str(e.get("original", ""))
+        recovered = [str(w) for w in e.get("recovered") or []]
+        sensitive = {str(w).lower() for w in e.get("sensitive") or []}
+        any_sensitive |= bool(sensitive)
+        truth, found = content_words(original), set(recovered)
+        chips = " ".join(
+            f'<span class="word{" hit" if w in truth else " miss"}" title="{"in the original" if w in truth else "not in the original"}">'
+            + (f'<mark class="sensitive">{escape(w)}</mark>' if w in sensitive else escape(w)) + "</span>"
+            for w in recovered
+        ) or "<i>(nothing)</i>"
+        hits = len(truth & found)
+        score = f"{hits} of {len(truth)} content words" + (f", precision {hits}/{len(found)}" if found else "")
+        if sensitive:
+            score += f"; sensitive {len(sensitive & found)} of {len(sensitive)}"
+        rows.append([str(i), highlight(original, sensitive, found & truth), chips, escape(score)])
+    legend = (
+        '<p class="legend">Each attacked text beside the words the attack recovered from its embedding. In the text: '
+        '<mark class="sensitive">sensitive words</mark> (names, diagnoses) and <span class="hit">words the attack recovered</span>. '
+        'Recovered words: <span class="word hit">in the text</span> <span class="word miss">not in the text</span>. '
+        "Scored on content words (no stop words), as bow_f1 is."
+        + ("" if any_sensitive else " This data names no sensitive words (only generated records do).")
+        + "</p>"
+    )
+    return legend + _text_table(["#", "original text", "recovered words", "of the text's words"], rows)
+
+
+def _attribute(examples: list[dict[str, Any]]) -> str:
+    rows = []
+    for i, e in enumerate(examples):
+        original, true, guessed = str(e.get("original", "")), str(e.get("true", "")), str(e.get("guessed", ""))
+        secret = set(words(true))
+        right = guessed == true
+        verdict = f'<span class="word {"hit" if right else "miss"}">{escape(guessed)}</span> ' + ("✓" if right else "✗")
+        rows.append([str(i), highlight(original, secret, secret if right else set()), f'<mark class="sensitive">{escape(true)}</mark>', verdict])
+    legend = (
+        '<p class="legend">Each attacked text, its <mark class="sensitive">sensitive value</mark> (highlighted where the text holds it, '
+        '<span class="hit">underlined</span> when the attack guessed it), and the attack\'s guess.</p>'
+    )
+    return legend + _text_table(["#", "original text", "sensitive value", "guessed"], rows)
+
+
+def _canaries(examples: list[dict[str, Any]]) -> str:
+    extracted = any("extracted" in e for e in examples)
+    rows = []
+    for i, e in enumerate(examples):
+        canary, secret = str(e.get("canary", "")), str(e.get("secret") or "")
+        shown = escape(canary[: -len(secret)]) + f'<mark class="sensitive secret">{escape(secret)}</mark>' if secret and canary.endswith(secret) else escape(canary)
+        cells = [str(i), shown, escape(str(e.get("repetitions", "n/a")))]
+        if extracted:
+            guess, right = str(e.get("extracted") or ""), bool(secret) and str(e.get("extracted") or "") == secret
+            cells.append(f'<span class="word {"hit" if right else "miss"}">{escape(guess) or "<i>(nothing)</i>"}</span> ' + ("✓" if right else "✗"))
+        else:
+            cells.append(escape(fmt_bits(e.get("exposure"))))
+        rows.append(cells)
+    if extracted:
+        legend = (
+            '<p class="legend">The canaries (Carlini et al. 2019), their <mark class="sensitive">secret</mark>, how often each was inserted '
+            "in the training text (0: never, the reference) and what decoding the model from the canary's prefix extracted (✓: the exact secret).</p>"
+        )
+        return legend + _text_table(["#", "canary", "times inserted", "extracted"], rows)
+    legend = (
+        '<p class="legend">The canaries (Carlini et al. 2019), their <mark class="sensitive">secret</mark>, how often each was inserted '
+        "in the training text (0: never, the reference) and its exposure: log2 of the number of candidate secrets divided by "
+        "the secret's rank by the model's perplexity (the maximum means the model ranks the secret first).</p>"
+    )
+    return legend + _text_table(["#", "canary", "times inserted", "exposure (bits)"], rows)
+
+
+def fmt_bits(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+
+def text_examples(row: dict[str, Any]) -> str:
+    """A text run's examples (attack_details.examples) as a readable, escaped table: original beside recovered
+    (bag of words), the sensitive value beside the guess (attributes, names), the canaries with their exposure
+    (memorisation) or what was extracted (extraction); '' when the row stores none."""
+    examples = [e for e in (row.get("attack_details") or {}).get("examples") or [] if isinstance(e, dict)][:EXAMPLES_SHOWN]
+    if not examples:
+        return ""
+    keys = set(examples[0])
+    if {"original", "recovered"} <= keys:
+        return _bag_of_words(examples)
+    if {"original", "true", "guessed"} <= keys:
+        return _attribute(examples)
+    if "canary" in keys:
+        return _canaries(examples)
+    columns = list(examples[0])
+    return html_table(columns, [[str(e.get(k)) for k in columns] for e in examples])
+
+
+def recovered_text(rows: list[dict[str, Any]]) -> str:
+    """The section of the undefended text runs' examples: what an attacker recovers from the model as deployed."""
+    blocks = []
+    for row in rows:
+        if is_text(row) and not row.get("defense"):
+            shown = text_examples(row)
+            if shown:
+                blocks.append(f"<h3>{escape(row['attack'])} | seed {row['seed']} | {escape(scope(row))}</h3>" + shown)
+    if not blocks:
+        return ""
+    return "<h2>Recovered text</h2><p>What the attacks recover from the undefended text model; every run's own texts, defended runs included, are under Runs.</p>" + "".join(blocks)
+
+
 def run_section(row: dict[str, Any]) -> str:
     """One run: what was attacked how, its success metrics beside the trivial answer, its labelled
     reconstructions, and the command that reruns it."""
     metrics = [m for m in GOALS[row["goal"]].success if m in row]
+    if is_text(row):  # a text goal's other metrics too (precision, recall, top-5, ...), each beside its trivial answer
+        metrics += [m for m in GOALS[row["goal"]].default_metrics if m in row and m not in metrics]
     extra = [m for m in ("target_test_acc", "queries", "gradients", "seconds") if m in row]
     table = html_table(
         ["", *metrics, *extra],
@@ -216,6 +373,15 @@ def run_section(row: dict[str, Any]) -> str:
         ["", "trivial"],
     )
     directory = Path(row["artifacts"] or "")
+    rerun = f"modelinv run {directory / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
+    if is_text(row):  # texts, not images: no grid, no empty panel
+        shown = text_examples(row)
+        texts = f"<details><summary>attacked texts and what was recovered</summary>{shown}</details>" if shown else ""
+        return (
+            f'<div class="run"><h3>{escape(row["attack"])} | {escape(defense_label(row))} | seed {row["seed"]} | {escape(scope(row))}</h3>'
+            f"<p>access: {escape(str(row.get('access')))}; run <code>{escape(row['run_id'])}</code></p>"
+            + table + texts + (f"<p>Reproduce: <code>{escape(rerun)}</code></p>" if rerun else "") + "</div>"
+        )
     grid = labelled_grid(directory / "reconstructions.safetensors", row["run_id"]) if row["artifacts"] else ""
     if not grid and (directory / "reconstructions.png").is_file() and row["artifacts"]:
         grid = f'<img class="pix" alt="reconstructions of run {escape(row["run_id"])}" src="{data_uri((directory / "reconstructions.png").read_bytes())}">'
@@ -223,7 +389,6 @@ def run_section(row: dict[str, Any]) -> str:
     if not grid and examples and isinstance(examples[0], dict):
         keys = list(examples[0])
         grid = "<p>Examples:</p>" + html_table(keys, [[str(e.get(k)) for k in keys] for e in examples[:10]])
-    rerun = f"modelinv run {directory / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
     return (
         f'<div class="run"><h3>{escape(row["attack"])} | {escape(defense_label(row))} | seed {row["seed"]} | {escape(scope(row))}</h3>'
         f"<p>access: {escape(str(row.get('access')))}; run <code>{escape(row['run_id'])}</code></p>"
@@ -298,6 +463,7 @@ def write_report(
     figures = plots(rows)
     if figures:
         parts.append("<h2>Privacy-utility</h2>" + "".join(f'<img class="plot" alt="privacy-utility plot, {escape(w)}" src="{data_uri(png)}">' for w, png in figures))
+    parts.append(recovered_text(rows))
     parts.append("<h2>Runs</h2>" + "".join(run_section(r) for r in rows))
     if rows:
         parts.append("<h2>Environment and reproduction</h2>" + environment(rows, sweeps))

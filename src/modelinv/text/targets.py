@@ -21,6 +21,7 @@ run id, cannot tell the two apart, and the same run id must always mean the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -29,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from modelinv.data.text import TextDataset, python_doc_sentences
-from modelinv.models.store import CorruptCheckpoint, ModelRequest, cached
+from modelinv.errors import ModelinvError
+from modelinv.models.store import CONFIG, WEIGHTS, CorruptCheckpoint, ModelRequest, cached, load_checkpoint
 from modelinv.models.trainer import TrainConfig
 from modelinv.registry import Registry
 from modelinv.text.encoder import TinyEncoder
@@ -226,3 +228,35 @@ def build_text_target(arch: str, args: dict[str, Any], train: TrainConfig, data:
     """The text target `arch` trained (or loaded) on `data`, evaluated on `test`."""
     factory: Callable[..., TextTarget] = TEXT_TARGETS.get(arch)
     return factory(args, train, data, test, seed)
+
+
+def load_text_target(arch: str, path: str | Path, test: TextDataset) -> TextTarget:
+    """A text target trained by modelinv, loaded from its checkpoint (`path`: a `models/<arch>-<key>/model` directory
+    of the model cache, e.g. a text run's `checkpoints.target`, or the `weights.safetensors` in it) instead of
+    trained: rebuilt from its `model.json`, weights verified against the SHA-256 recorded there. A `char-lm`'s
+    canaries are those of its stored training request (prefix, digits, repetitions, seed). `test_acc` is measured on
+    `test` where it means something: a `text-encoder` trained on the same classes, a `char-lm` (next character).
+    For audits of a given text model (`target.weights`); `minilm` has no such file (it is pre-trained)."""
+    if arch not in MODULES:
+        raise ModelinvError(f"text target '{arch}' is pre-trained and takes no weights; given weights apply to {', '.join(sorted(MODULES))}")
+    path = Path(path)
+    directory = path.parent if path.name in (WEIGHTS, CONFIG) else path
+    if not (directory / CONFIG).is_file():
+        raise ModelinvError(f"a {arch} model is given as its modelinv checkpoint directory (model.json and weights.safetensors), but {directory / CONFIG} does not exist")
+    model, config = load_checkpoint(directory, rebuild=rebuild)
+    if config["arch"] != arch:
+        raise ModelinvError(f"checkpoint {directory} holds a '{config['arch']}', not a '{arch}'")
+    tokenizer = tokenizer_from_spec(model.spec["tokenizer"])
+    request = config.get("request") if isinstance(config.get("request"), dict) else {}
+    canaries: list[Canary] = []
+    if arch == "char-lm":
+        if "args" not in request or "seed" not in request:
+            raise ModelinvError(f"checkpoint {directory} records no training request: the canaries inserted in its training text are unknown")
+        a = validate(LMArgs, request["args"], where=f"{directory / CONFIG} request.args")
+        canaries = make_canaries(a.canary_prefix, a.canary_digits, a.repetitions, a.canaries_per_count, a.reference_canaries, int(request["seed"]))
+        test_acc: float | None = next_char_accuracy(model, tokenizer.encode(test.texts, eos=True))
+    else:
+        same = (request.get("args") or {}).get("classes") == list(test.classes)
+        test_acc = _accuracy(model, tokenizer.encode(test.texts), test.y) if same else None
+    meta = {"cached": True, "path": str(directory), "sha256": config["weights_sha256"], "metrics": {"test_acc": test_acc}, "train": request.get("train")}
+    return TextTarget(model, tokenizer, TEXT_TARGETS.info(arch)["releases"], meta, canaries)
