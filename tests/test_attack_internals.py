@@ -159,7 +159,7 @@ def test_threat_models_are_written_from_the_class_attributes():
     assert rows["brep-mi"]["threat"] == "label-only: queries for top-1 labels"
     assert all(set(ATTACKS.info(name)) == {"name", "summary"} for name in ATTACKS.names()), "no threat text is registered by hand"
     assert [n for n, r in rows.items() if r["queries"]] == [
-        "bow-inversion", "brep-mi", "canary-exposure", "fredrikson-attr", "inverse-attr", "inverse-net", "mirror-bb", "name-recovery", "rlb-mi", "text-attribute",
+        "bow-inversion", "brep-mi", "canary-exposure", "extraction", "fredrikson-attr", "inverse-attr", "inverse-net", "mirror-bb", "name-recovery", "rlb-mi", "text-attribute",
     ]
     assert rows["bow-inversion"]["threat"] == "black-box: queries for split-layer features" and rows["canary-exposure"]["threat"] == "black-box: queries for logits"
 

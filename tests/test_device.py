@@ -39,7 +39,7 @@ WITH_THE_MODULE = {"register_buffer", "Parameter"}
 WHITELIST = "# cpu:"
 """A trailing comment `# cpu: <reason>` on the call's line allows a CPU tensor on purpose (indices from a CPU
 generator, a shape probe at construction)."""
-TEXT_ATTACKS = {"bow_inversion.py", "canary_exposure.py", "name_recovery.py", "text_attribute.py"}
+TEXT_ATTACKS = {"bow_inversion.py", "canary_exposure.py", "extraction.py", "name_recovery.py", "text_attribute.py"}
 """The text attacks run against the text targets of modelinv.text, which run on the CPU (experiment/text.py);
 they are not linted."""
 

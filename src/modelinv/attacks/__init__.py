@@ -10,6 +10,7 @@ from modelinv.attacks import (  # noqa: F401  (registration)
     bow_inversion,
     brep_mi,
     canary_exposure,
+    extraction,
     fredrikson_attr,
     gmi,
     inverse_attr,

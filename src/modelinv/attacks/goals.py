@@ -14,6 +14,8 @@ report and leaderboard all read this table.
   Headline the top-1 advantage over the attacker's most common value.
 - memorization: exposure of canaries inserted in a language model's training text (Carlini et al., USENIX
   Security 2019). Headline the exposure (bits) of the canaries inserted most often.
+- extraction: decode the inserted secrets themselves from their prefixes (Carlini et al., USENIX Security 2021).
+  Headline the share of the canaries inserted most often extracted exactly.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ GOALS: dict[str, Goal] = {
             ("exposure", "exposure_inserted"),
             ("exposure", "exposure_inserted"),
             "measure how much a language model memorised inserted secrets",
+            text=True,
+            trivial="never-inserted",
+        ),
+        Goal(
+            "extraction",
+            ("extraction", "extraction_inserted"),
+            ("extraction", "extraction_inserted"),
+            "extract secrets inserted in a language model's training text",
             text=True,
             trivial="never-inserted",
         ),

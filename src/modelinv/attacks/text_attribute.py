@@ -7,7 +7,8 @@ regression on standardised embeddings,
     Pr(s = k | e) = softmax(W e + b)_k,   min_{W,b}  - sum_a log Pr(s_a | Phi(x_a)) + ||W||^2 / (2C),
 
 then scores every candidate for each victim embedding. Judged against the prior: always guessing the attacker's
-most common value (`cand_advantage`).
+most common value (`cand_advantage`). The same regression reads a text classifier's scores (logits or
+probabilities, e.g. `text-encoder`'s head) in place of Phi where those are what the target releases.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class TextAttribute(Attack):
     """Infer a sensitive attribute (e.g. a diagnosis) of embedded texts with a classifier trained on labelled public texts."""
 
     goal = "text-attribute"
-    observes = frozenset({"features"})
+    observes = frozenset({"features", "logits", "probs"})  # sentence embeddings, or a text classifier's scores
     queries = True
     Params = TextAttributeParams
 

@@ -6,14 +6,20 @@ target (`target.arch` one of TEXT_TARGETS) is trained on the private training te
 tokeniser turns the attacker's texts into queries. By goal:
 
 - bag-of-words, text-attribute: the victims are `num_targets` private test texts; the attacker intercepts their
-  sentence embeddings (access.observe: features), perturbed by an output defense if configured. An attack whose
-  parameters name a record `field` (name-recovery) guesses that name among the public candidate names
-  (modelinv.data.text.candidate_names) instead of the texts' label;
-- memorization: the targets are the target's canaries (inserted and never-inserted), the oracle its logits.
+  sentence embeddings (access.observe: features) or, from a target that is a classifier (`text-encoder`), its
+  scores (logits, probs or label), perturbed by an output defense if configured (noise on embeddings; rounding,
+  top-k, label-only on scores). An attack whose parameters name a record `field` (name-recovery) guesses that
+  name among the public candidate names (modelinv.data.text.candidate_names) instead of the texts' label;
+- memorization, extraction: the targets are the target's canaries (inserted and never-inserted), the oracle its
+  logits; extraction's success rate per repetition count is in `attack_details.extraction_by_repetitions`.
+
+Defenses: an output defense wraps the oracle; a training defense (`dp-sgd`, the only one a language model takes)
+trains `char-lm` through the one training loop (modelinv.text.lm.train_lm), keys its cache entry, and puts what it
+reports (epsilon, delta, noise multiplier) in the row, as image runs do.
 
 Every run is scored against trivial answers stored in the row's `baselines`: the attacker's most frequent words
 (bag-of-words), the attacker's label prior (text-attribute; for names, how often each candidate name is in the attacker's
-records), and the never-inserted canaries (memorization).
+records), and the never-inserted canaries (memorization, extraction).
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ from modelinv.attacks import ATTACKS, Attack, Targets
 from modelinv.data import load
 from modelinv.data.text import TextDataset, candidate_names, content_words, text_splits
 from modelinv.data.types import Splits
-from modelinv.defenses import OutputDefense, build_defense
+from modelinv.defenses import Defense, OutputDefense, TrainingDefense, build_defense
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.metrics import MetricInputs, compute
+from modelinv.observation import SCORES
 from modelinv.oracle import Features, Scores, ThreatModel
 from modelinv.seeding import seed_everything
 from modelinv.text import TEXT_TARGETS, TextTarget, build_text_target
@@ -40,7 +47,12 @@ from modelinv.text.encoder import EMBEDDING
 from modelinv.text.targets import load_text_target
 from modelinv.versions import versions
 
-TEXT_GOALS = ("bag-of-words", "text-attribute", "memorization")
+TEXT_GOALS = ("bag-of-words", "text-attribute", "memorization", "extraction")
+CANARY_GOALS = ("memorization", "extraction")
+"""Goals whose targets are the canaries inserted in a language model's training text."""
+LM_TRAINING_DEFENSES = ("dp-sgd",)
+"""Training defenses a language model takes: DP-SGD changes only the optimiser and the batches; mid, bido and nopeek
+act on a classifier's cut layer."""
 EXAMPLES = 8
 """Attacked texts shown in the row (attack_details.examples): original beside what was recovered."""
 
@@ -50,13 +62,29 @@ def is_text(cfg: ExperimentConfig) -> bool:
     return cfg.target.arch in TEXT_TARGETS
 
 
-def text_defense(cfg: ExperimentConfig, releases: str) -> OutputDefense | None:
-    """The configured output defense on what the target releases; ModelinvError for a training defense."""
+def observable(arch: str) -> tuple[str, ...]:
+    """What text target `arch` can release (access.observe): its `releases`, and its classifier's scores for a target
+    registered with `scores` (text-encoder: logits, probs, label of its classification head)."""
+    info = TEXT_TARGETS.info(arch)
+    return (info["releases"], *(SCORES if info.get("scores") else ()))
+
+
+def text_defense(cfg: ExperimentConfig) -> Defense | None:
+    """The configured defense: an output defense on what the attacker observes (the embedding for features), or a
+    training defense of LM_TRAINING_DEFENSES for a target trained with one (char-lm); ModelinvError otherwise."""
     if cfg.defense is None:
         return None
-    defense = build_defense(cfg.defense.name, cfg.defense.params, EMBEDDING if releases == "features" else None)
-    if not isinstance(defense, OutputDefense):
-        raise ModelinvError(f"defense '{cfg.defense.name}' changes training; text targets take output defenses only (noise, rounding) so far")
+    observed = cfg.access.observe
+    defense = build_defense(cfg.defense.name, cfg.defense.params, EMBEDDING if observed == "features" else None)
+    if isinstance(defense, TrainingDefense):
+        if not TEXT_TARGETS.info(cfg.target.arch).get("training_defenses"):
+            raise ModelinvError(f"defense '{cfg.defense.name}' changes training; text target '{cfg.target.arch}' takes output defenses only (training defenses: char-lm)")
+        if cfg.defense.name not in LM_TRAINING_DEFENSES:
+            raise ModelinvError(f"defense '{cfg.defense.name}' acts on a classifier's training; a language model takes {', '.join(LM_TRAINING_DEFENSES)}")
+        if cfg.target.weights is not None:
+            raise ModelinvError(f"defense '{cfg.defense.name}' changes how the target is trained; it cannot apply to given weights (target.weights)")
+    elif observed in SCORES:
+        defense.check_observation(observed)
     return defense
 
 
@@ -77,11 +105,22 @@ def check_text_config(cfg: ExperimentConfig, attack: Attack) -> None:
     access, releases = cfg.access, TEXT_TARGETS.info(cfg.target.arch)["releases"]
     if access.white_box != "none" or access.endpoint is not None:
         raise ModelinvError("text targets are attacked through local observations only: set access.white_box to none, no endpoint")
-    text_defense(cfg, releases)
-    if access.observe != releases:
-        raise AccessDenied(f"target '{cfg.target.arch}' releases {releases}: set access.observe to {releases}, not {access.observe}")
-    if attack.goal == "memorization" and releases != "logits":
+    if attack.goal in CANARY_GOALS and releases != "logits":
         raise ModelinvError(f"attack '{cfg.attack.name}' measures canaries inserted in training: target '{cfg.target.arch}' has none (use char-lm)")
+    check_observation(cfg, attack)
+    text_defense(cfg)
+
+
+def check_observation(cfg: ExperimentConfig, attack: Attack) -> None:
+    """access.observe is something the target releases and the attack reads; AccessDenied naming both otherwise."""
+    arch, observed, releases = cfg.target.arch, cfg.access.observe, TEXT_TARGETS.info(cfg.target.arch)["releases"]
+    options = observable(arch)
+    what = releases if len(options) == 1 else f"{releases} and its classifier's scores ({', '.join(options[1:])})"
+    if observed not in options:
+        raise AccessDenied(f"target '{arch}' releases {what}: set access.observe to {' or '.join(options)}, not {observed}")
+    if attack.observes and observed not in attack.observes:
+        usable = [o for o in options if o in attack.observes]
+        raise AccessDenied(f"attack '{cfg.attack.name}' observes {' or '.join(sorted(attack.observes))}; target '{arch}' releases {what}: set access.observe to {' or '.join(usable) or 'what the attack observes (another target)'}, not {observed}")
 
 
 def text_data(cfg: ExperimentConfig) -> Splits:
@@ -94,7 +133,7 @@ def text_data(cfg: ExperimentConfig) -> Splits:
 def check_victims(cfg: ExperimentConfig, attack: Attack, splits: Splits) -> None:
     """The victims the attack needs exist: labels shared with the attacker's texts (text-attribute), names (name
     recovery), at least `num_targets` private test texts (embedding attacks)."""
-    if attack.goal == "memorization":
+    if attack.goal in CANARY_GOALS:
         return
     field = getattr(attack.params, "field", None) if attack.goal == "text-attribute" else None
     test = splits.private_test
@@ -118,14 +157,17 @@ def check_text_run(cfg: ExperimentConfig) -> None:
 
 
 def text_threat(cfg: ExperimentConfig, target: TextTarget) -> ThreatModel:
-    """The oracle over a text target: its sentence embeddings (Features) or next-token logits (Scores), behind the
-    configured output defense (the config checked by `check_text_config`)."""
-    access, defense = cfg.access, text_defense(cfg, target.releases)
-    if access.observe != target.releases:
-        raise AccessDenied(f"target '{cfg.target.arch}' releases {target.releases}: set access.observe to {target.releases}, not {access.observe}")
-    if target.releases == "features":
-        return ThreatModel(observer=Features(target.model, access.layer or EMBEDDING, budget=access.query_budget, defense=defense))
-    return ThreatModel(observer=Scores(target.model, "logits", budget=access.query_budget, defense=defense))
+    """The oracle over a text target: its sentence embeddings (Features), a classifier's scores or a language
+    model's next-token logits (Scores), behind the configured output defense (the config checked by
+    `check_text_config`)."""
+    access, defense = cfg.access, text_defense(cfg)
+    output = defense if isinstance(defense, OutputDefense) else None
+    options = observable(cfg.target.arch)
+    if access.observe not in options:
+        raise AccessDenied(f"target '{cfg.target.arch}' releases {', '.join(options)}: set access.observe to {' or '.join(options)}, not {access.observe}")
+    if access.observe == "features":
+        return ThreatModel(observer=Features(target.model, access.layer or EMBEDDING, budget=access.query_budget, defense=output))
+    return ThreatModel(observer=Scores(target.model, access.observe, budget=access.query_budget, defense=output))
 
 
 def most_frequent_words(public: TextDataset) -> list[str]:
@@ -160,10 +202,15 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
     check_victims(cfg, attack, splits)
     timings["data"] = time.perf_counter() - start
     start = time.perf_counter()
+    defense = text_defense(cfg)
+    training = defense if isinstance(defense, TrainingDefense) else None
     if cfg.target.weights is not None:  # a given model (an audit's): loaded from its checkpoint, not trained
         target = load_text_target(cfg.target.arch, cfg.target.weights, splits.private_test)
     else:
-        target = build_text_target(cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed)
+        target = build_text_target(
+            cfg.target.arch, cfg.target.args, cfg.target.train, splits.private_train, splits.private_test, cfg.seed,
+            hooks=training, defense=training.training_spec() if training else None,
+        )
     timings["target"] = time.perf_counter() - start
     seed_everything(cfg.seed)
     threat = text_threat(cfg, target)
@@ -171,7 +218,7 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
     examples: list[dict[str, Any]] = []
     field = getattr(attack.params, "field", None) if attack.goal == "text-attribute" else None
     """The record attribute guessed among candidate names (name-recovery), None for the texts' labels."""
-    if attack.goal == "memorization":
+    if attack.goal in CANARY_GOALS:
         if not target.canaries:
             raise ModelinvError(f"attack '{cfg.attack.name}' measures canaries inserted in training: target '{cfg.target.arch}' has none (use char-lm)")
         labels = torch.tensor([c.repetitions for c in target.canaries])
@@ -213,6 +260,18 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         guesses = reconstruction.images.argmax(1).tolist()
         examples = [{"original": t, "true": names[y], "guessed": names[g]} for t, y, g in zip(victims.texts, labels.tolist(), guesses)][:EXAMPLES]
         stored = reconstruction.images
+    elif attack.goal == "extraction":
+        records = targets.records
+        inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels, truth=records)
+        never = labels == 0
+        if bool(never.any()):
+            answers["never-inserted"] = MetricInputs(reconstructions=reconstruction.images[never], labels=labels[never], truth=records[never])
+        meta["extraction_by_repetitions"] = {
+            str(c): compute(["extraction"], MetricInputs(reconstructions=reconstruction.images[labels == c], labels=labels[labels == c], truth=records[labels == c]))["extraction"]
+            for c in sorted(set(labels.tolist()))
+        }
+        examples = [{"canary": c.text, "secret": c.secret, "repetitions": c.repetitions, "extracted": g} for c, g in zip(target.canaries, meta.pop("guesses"))]
+        stored = reconstruction.images
     else:
         inputs = MetricInputs(reconstructions=reconstruction.images, labels=labels)
         never = labels == 0
@@ -226,9 +285,10 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
         "attack": cfg.attack.name,
         "goal": attack.goal,
         "model": cfg.target.arch,
-        "layer": EMBEDDING if target.releases == "features" else None,
+        "layer": EMBEDDING if cfg.access.observe == "features" else None,
         "access": threat.describe(),
-        **({"defense": None, "defense_params": None} if cfg.defense is None else {"defense": cfg.defense.name, "defense_params": build_defense(cfg.defense.name, cfg.defense.params).params.model_dump()}),
+        **({"defense": None, "defense_params": None} if defense is None else defense.describe()),
+        **({k: target.meta["metrics"][k] for k in training.reports} if training else {}),
         "data": d.source,
         "split": splits.kind,
         "attacker_data": cfg.attacker_data,
@@ -253,4 +313,6 @@ def run_text_experiment(cfg: ExperimentConfig, attack: Attack, metric_names: lis
     images = {"reconstructions": stored.float().contiguous(), "labels": labels}
     if attack.goal == "bag-of-words":
         images["truth"] = truth[: len(labels)]
+    elif attack.goal == "extraction":
+        images["truth"] = targets.records.float()
     return row, images

@@ -18,6 +18,7 @@ from modelinv.metrics import (  # noqa: F401  (registration)
     dcor,
     dcor_observation,
     exposure,
+    extraction,
     fid_eval,
     knn_dist,
     knn_ratio,

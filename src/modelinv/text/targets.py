@@ -2,10 +2,13 @@
 
 - `text-encoder`: the small transformer sentence encoder of modelinv.text.encoder, trained here as a classifier of
   the private training texts' labels (seconds on a CPU), or left at its random initialisation (`untrained`);
-  its vocabulary is the most frequent words of its training texts and of the `pydocs` corpus. Releases "features".
+  its vocabulary is the most frequent words of its training texts and of the `pydocs` corpus. Releases "features",
+  and (`scores`) its classification head's scores: logits, probs or label, which rounding and top-k defend.
 - `minilm`: all-MiniLM-L6-v2 through sentence-transformers (the `text` extra), pre-trained, nothing trained here.
 - `char-lm`: the character GRU language model of modelinv.text.lm, trained on the private training texts with
   canaries inserted at the given repetition counts. Releases "logits" (next-character logits at every position).
+  The one text target trained with a training defense (`hooks`, DP-SGD): its record ({name, params, layer}) is part
+  of the cache key, and what the defense reports (epsilon) is among the stored training metrics.
 
 Trained targets are stored in the one model cache (modelinv.models.store: `ModelRequest` key with the thread
 count, `models/<arch>-<key>/` directories, SHA-256-verified weights, a corrupt entry retrained). A text module's
@@ -32,7 +35,7 @@ from torch import nn
 from modelinv.data.text import TextDataset, python_doc_sentences
 from modelinv.errors import ModelinvError
 from modelinv.models.store import CONFIG, WEIGHTS, CorruptCheckpoint, ModelRequest, cached, load_checkpoint
-from modelinv.models.trainer import TrainConfig
+from modelinv.models.trainer import TrainConfig, TrainingHooks
 from modelinv.registry import Registry
 from modelinv.text.encoder import TinyEncoder
 from modelinv.text.lm import Canary, CharLM, make_canaries, next_char_accuracy, train_lm
@@ -87,7 +90,9 @@ class LMArgs(Args):
     dim: int = Field(32, ge=4)
     hidden: int = Field(128, ge=8)
     layers: int = Field(1, ge=1)
-    canary_prefix: str = Field("my pin code is ", min_length=1, description="the canary format's fixed part")
+    canary_prefix: str = Field(
+        "my pin code is ", min_length=1, description="the canary format's fixed part; '{i}' in it gives every canary its own prefix ('{i}' = its index)"
+    )
     canary_digits: int = Field(4, ge=1, le=9, description="digits of a canary's secret: |R| = 10^digits")
     repetitions: list[int] = Field([1, 4, 16], description="how many times each inserted canary is in the training text")
     canaries_per_count: int = Field(1, ge=1)
@@ -168,7 +173,7 @@ def _accuracy(model: nn.Module, ids: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.cat([model(x).argmax(1) for x in ids.split(256)]).eq(y).float().mean())
 
 
-@TEXT_TARGETS.register("text-encoder", releases="features", train_defaults=ENCODER_TRAIN)
+@TEXT_TARGETS.register("text-encoder", releases="features", train_defaults=ENCODER_TRAIN, scores=True)
 def text_encoder(args: dict[str, Any], train: TrainConfig, data: TextDataset, test: TextDataset, seed: int) -> TextTarget:
     """Small transformer sentence encoder trained here (classifier of the texts' labels); the CPU default."""
     a = validate(EncoderArgs, args, where="target.args")
@@ -201,22 +206,25 @@ def minilm(args: dict[str, Any], train: TrainConfig, data: TextDataset, test: Te
     return TextTarget(model, tokenizer, "features", {"cached": True, "path": tokenizer.spec()["path"], "metrics": {}, "seconds": 0.0})
 
 
-@TEXT_TARGETS.register("char-lm", releases="logits", train_defaults=CHAR_LM_TRAIN)
-def char_lm(args: dict[str, Any], train: TrainConfig, data: TextDataset, test: TextDataset, seed: int) -> TextTarget:
-    """Character GRU language model trained here on the private texts with canaries inserted (Secret Sharer)."""
+@TEXT_TARGETS.register("char-lm", releases="logits", train_defaults=CHAR_LM_TRAIN, training_defenses=True)
+def char_lm(
+    args: dict[str, Any], train: TrainConfig, data: TextDataset, test: TextDataset, seed: int, hooks: TrainingHooks | None = None, defense: dict[str, Any] | None = None
+) -> TextTarget:
+    """Character GRU language model trained here on the private texts with canaries inserted (Secret Sharer), or
+    with a training defense's `hooks` (DP-SGD) whose record `defense` keys the cache."""
     a = validate(LMArgs, args, where="target.args")
     train = train_settings("char-lm", train)
     canaries = make_canaries(a.canary_prefix, a.canary_digits, a.repetitions, a.canaries_per_count, a.reference_canaries, seed)
     request = ModelRequest(
         role="target", arch="char-lm", input_shape=(CHAR_MAX_LENGTH,), num_classes=0, data_digest=data.digest(),
-        seed=seed, args=a.model_dump(), train=train.model_dump(),
+        seed=seed, args=a.model_dump(), train=train.model_dump(), defense=defense or {},
     )  # num_classes 0: a language model's outputs are its alphabet, fitted on the data (keyed by data_digest)
 
     def produce():
         texts = [*data.texts, *(c.text for c in canaries for _ in range(c.repetitions))]
         tokenizer = CharTokenizer.fit(texts, CHAR_MAX_LENGTH)
         model = _built("char-lm", {"vocab_size": len(tokenizer), "dim": a.dim, "hidden": a.hidden, "layers": a.layers}, tokenizer, len(tokenizer))
-        metrics = train_lm(model, tokenizer.encode(texts, eos=True), train.epochs, train.batch_size, train.lr, train.weight_decay, torch.Generator().manual_seed(seed))
+        metrics = train_lm(model, tokenizer.encode(texts, eos=True), train, torch.Generator().manual_seed(seed), hooks, CHAR_MAX_LENGTH)
         metrics["test_acc"] = next_char_accuracy(model, tokenizer.encode(test.texts, eos=True))
         return model, metrics
 
@@ -224,10 +232,17 @@ def char_lm(args: dict[str, Any], train: TrainConfig, data: TextDataset, test: T
     return TextTarget(model, tokenizer, "logits", {**meta, "train": train.model_dump()}, canaries)
 
 
-def build_text_target(arch: str, args: dict[str, Any], train: TrainConfig, data: TextDataset, test: TextDataset, seed: int) -> TextTarget:
-    """The text target `arch` trained (or loaded) on `data`, evaluated on `test`."""
+def build_text_target(
+    arch: str, args: dict[str, Any], train: TrainConfig, data: TextDataset, test: TextDataset, seed: int, hooks: TrainingHooks | None = None, defense: dict[str, Any] | None = None
+) -> TextTarget:
+    """The text target `arch` trained (or loaded) on `data`, evaluated on `test`; with a training defense's `hooks`
+    and its record `defense` ({name, params, layer}) for a target registered with `training_defenses` (char-lm)."""
     factory: Callable[..., TextTarget] = TEXT_TARGETS.get(arch)
-    return factory(args, train, data, test, seed)
+    if hooks is None:
+        return factory(args, train, data, test, seed)
+    if not TEXT_TARGETS.info(arch).get("training_defenses"):
+        raise ModelinvError(f"text target '{arch}' is not trained with a training defense; of the text targets only char-lm is (DP-SGD)")
+    return factory(args, train, data, test, seed, hooks=hooks, defense=defense)
 
 
 def load_text_target(arch: str, path: str | Path, test: TextDataset) -> TextTarget:
