@@ -2,8 +2,9 @@
 input validation and output hardening, with every answered input logged for the monitor.
 
 Endpoints: `GET /healthz` (no key), `GET /v1/info`, `POST /v1/predict`, `GET /v1/alerts` (admin key);
-the OpenAPI schema is at `/openapi.json`. Every error body is `{"error": one line, "code": word}` and
-says nothing about the model.
+the OpenAPI schema is at `/openapi.json` (with a key: the request body described down to the input shape,
+which only key holders learn), and it documents every status each endpoint answers. Every error body is
+`{"error": one line, "code": word}` and says nothing about the model.
 
 A prediction is decoded, computed and logged in a pool of `threads` worker threads (the event loop only
 authenticates, rate-limits and reads bodies), and its answer is sent only once its inputs are committed
@@ -12,6 +13,7 @@ to the query log with the key's budget charged (modelinv.serve.querylog).
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -20,7 +22,8 @@ from typing import Callable
 import anyio
 import torch
 from fastapi import Depends, FastAPI, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,21 +36,84 @@ from modelinv.serve.keys import ApiKey, KeyStore
 from modelinv.serve.limits import Limiter
 from modelinv.serve.querylog import QueryLog
 
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "inputs": {"type": "array", "description": "a batch: one nested list of numbers in [0, 1] per input"},
-                    "npy": {"type": "string", "description": "the batch as a base64-encoded float32 .npy array"},
-                    "format": {"type": "string", "enum": ["json", "npy"], "description": "form of the answer; default: the request's"},
-                },
-            }
-        }
+ERROR = {
+    "type": "object",
+    "required": ["error", "code"],
+    "properties": {"error": {"type": "string", "description": "one line"}, "code": {"type": "string", "description": "one word"}},
+    "additionalProperties": False,
+}
+REFUSALS = {
+    400: "the body is not JSON, or not an object with exactly one of 'inputs' or 'npy', or 'npy' is no .npy array",
+    401: "missing, unknown or revoked API key",
+    403: "an admin key is required",
+    413: "the body or the batch is larger than the server allows",
+    415: "the Content-Type is not JSON",
+    422: "the inputs have the wrong shape, type or values",
+    429: "the key's rate limit or query budget is exhausted",
+}
+HEADERS = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}, "description": "the scheme a key is sent with"}},
+    429: {"Retry-After": {"required": False, "schema": {"type": "string"}, "description": "seconds until the next request is admitted (rate limit only)"}},
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict]:
+    """The OpenAPI responses of these refusals: each an `{"error", "code"}` body."""
+    return {
+        status: {"description": REFUSALS[status], "content": {"application/json": {"schema": ERROR}}, **({"headers": HEADERS[status]} if status in HEADERS else {})}
+        for status in statuses
+    }
+
+
+def answer_of(schema: dict, description: str) -> dict[int | str, dict]:
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def predict_body(limits: Limits, detailed: bool) -> dict:
+    """The OpenAPI request body of `POST /v1/predict`. `detailed` (the schema a key holder gets): `inputs`
+    described down to the served input shape, value range and largest batch, so that every body valid under
+    the schema is answered (but for the contents of `npy`, a base64 .npy string, which no schema can
+    describe); otherwise nothing about the model (its shape and limits are for key holders: `GET /v1/info`)."""
+    value: dict = {"type": "number"}
+    inputs: dict = {"type": "array", "items": {"type": "array"}, "minItems": 1, "description": "a batch: one nested list of numbers per input"}
+    shape = ", ".join(map(str, limits.input_shape)) if detailed else "input shape"
+    if detailed:
+        value |= {"minimum": limits.low, "maximum": limits.high}
+        for size in reversed(limits.input_shape):
+            value = {"type": "array", "items": value, "minItems": size, "maxItems": size}
+        inputs |= {"items": value, "maxItems": limits.max_batch}
+    form = {"type": "string", "enum": ["json", "npy"], "description": "form of the answer; default: the request's"}
+    npy = {"type": "string", "description": f"the batch as a base64-encoded float32 .npy array of shape (N, {shape})"}
+    schema = {
+        "oneOf": [
+            {"type": "object", "required": ["inputs"], "properties": {"inputs": inputs, "format": form}, "additionalProperties": False},
+            {"type": "object", "required": ["npy"], "properties": {"npy": npy, "format": form}, "additionalProperties": False},
+        ],
+        **({"description": f"at most {limits.max_body_bytes} bytes"} if detailed else {}),
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+PREDICTION = {
+    "oneOf": [
+        {"type": "object", "required": ["outputs"], "properties": {"outputs": {"type": "array"}}, "additionalProperties": False},
+        {"type": "object", "required": ["npy"], "properties": {"npy": {"type": "string"}}, "additionalProperties": False},
+    ]
+}
+INFO = {
+    "type": "object",
+    "required": ["input_shape", "exposure", "max_batch", "max_body_bytes", "input_range", "formats"],
+    "properties": {
+        "input_shape": {"type": "array", "items": {"type": "integer"}},
+        "exposure": {"type": "object"},
+        "max_batch": {"type": "integer"},
+        "max_body_bytes": {"type": "integer"},
+        "input_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "formats": {"type": "array", "items": {"type": "string"}},
     },
 }
+ALERTS = {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {"type": "object"}}}}
+HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
 
 
 @dataclass
@@ -77,7 +143,7 @@ def error(status: int, reason: str, code: str, headers: dict[str, str] | None = 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it exceeds `limit` bytes, declared or streamed."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # isdigit alone admits '²', which int() refuses
         raise BadInput(413, f"body of {declared} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -96,7 +162,9 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
 
     `clock` (monotonic seconds) drives the rate limits; `threads` predictions run at once (default: the
     available cores), each with the torch thread count the process has (`modelinv serve` sets 1)."""
-    app = FastAPI(title="modelinv serve", version="1", description="A model behind API keys, rate limits and a query monitor.")
+    app = FastAPI(
+        title="modelinv serve", version="1", description="A model behind API keys, rate limits and a query monitor.", openapi_url=None, docs_url=None, redoc_url=None
+    )
     model, observer = served.observer.model, served.observer
     model.eval()
     limiter = Limiter(clock)
@@ -168,21 +236,28 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, "not found" if exc.status_code == 404 else "method not allowed" if exc.status_code == 405 else "request refused", "http")
+        reason = "not found" if exc.status_code == 404 else "method not allowed" if exc.status_code == 405 else "request refused"
+        return error(exc.status_code, reason, "http", exc.headers)  # a 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         return error(500, "internal error", "internal")
 
-    @app.get("/healthz", summary="Liveness: no key needed")
+    @app.get("/healthz", summary="Liveness: no key needed", response_model=None, responses=answer_of(HEALTH, "the server is up"))
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/v1/info", summary="Input shape, exposure and limits (needs a key)")
+    @app.get("/v1/info", summary="Input shape, exposure and limits (needs a key)", response_model=None, responses=answer_of(INFO, "what is served") | refusals(401))
     async def get_info(key: ApiKey = Depends(api_key)) -> dict:
         return info
 
-    @app.post("/v1/predict", summary="Answer a batch as the exposure and output defense allow", openapi_extra={"requestBody": PREDICT_BODY})
+    @app.post(
+        "/v1/predict",
+        summary="Answer a batch as the exposure and output defense allow",
+        openapi_extra={"requestBody": predict_body(served.limits, detailed=False)},
+        response_model=None,
+        responses=answer_of(PREDICTION, "the outputs, in the requested form") | refusals(400, 401, 413, 415, 422, 429),
+    )
     async def predict(request: Request, key: ApiKey = Depends(api_key)) -> JSONResponse:
         if not limiter.take_request(key):
             raise Refused(429, "rate limit exceeded", "rate_limited", {"Retry-After": f"{limiter.retry_after(key):.3f}"})
@@ -190,8 +265,25 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
         body = await read_body(request, served.limits.max_body_bytes)
         return await anyio.to_thread.run_sync(predict_batch, key, body, limiter=workers)
 
-    @app.get("/v1/alerts", summary="Keys the monitor flags, with evidence (admin key)")
+    @app.get("/v1/alerts", summary="Keys the monitor flags, with evidence (admin key)", response_model=None, responses=answer_of(ALERTS, "the flagged keys") | refusals(401, 403))
     def alerts(key: ApiKey = Depends(admin_key)) -> dict:
         return {"alerts": [asdict(a) for a in scan(served.log.path, served.detectors)]}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> JSONResponse:
+        """The OpenAPI schema; with a valid key, the request body described down to the input shape."""
+        schema = app.openapi()
+        if served.keys.verify(credentials.credentials if credentials is not None else None) is not None:
+            schema = copy.deepcopy(schema)
+            schema["paths"]["/v1/predict"]["post"]["requestBody"] = predict_body(served.limits, detailed=True)
+        return JSONResponse(schema)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
     return app

@@ -1,12 +1,14 @@
 """Request bodies to validated float32 batches, and outputs back, with a one-line reason for every refusal.
 
-A body is JSON: `{"inputs": [...]}` (nested lists, one entry per input) or `{"npy": "<base64 .npy>"}`
-(a float32 array read with `allow_pickle=False`), with an optional `"format": "json" | "npy"` for the
-answer (default: the request's). Both forms carry float32 exactly.
+A body is JSON: `{"inputs": [...]}` (nested lists of numbers, one entry per input; JSON true and false
+are not numbers) or `{"npy": "<base64 .npy>"}` (a float32 array read with `allow_pickle=False`), with an
+optional `"format": "json" | "npy"` for the answer (default: the request's). Both forms carry float32
+exactly; numbers sent as lists are range-checked as sent, before they are rounded to float32.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -44,23 +46,43 @@ class Limits:
 
 
 def decode_npy(text: object) -> np.ndarray:
-    """A base64 .npy string as an array (never unpickled), else BadInput 400."""
+    """A base64 .npy string as an array (never unpickled), else BadInput 400.
+
+    Whatever numpy's header parser raises on a malformed header is the client's malformed input, not only
+    the ValueError it documents: an unclosed bracket escapes as tokenize.TokenError, an unhashable dict
+    key as TypeError, a header of 5,000 minus signs as RecursionError."""
     try:
         return wire.decode_npy(text)
     except wire.WireError as err:
         raise BadInput(400, str(err)) from None
+    except Exception:
+        raise BadInput(400, "'npy' is not a base64-encoded .npy array") from None
 
 
-def _from_lists(inputs: object) -> np.ndarray:
+def _from_lists(inputs: object, limits: Limits) -> np.ndarray:
+    """The nested lists as a numeric array (not yet float32: its range is checked before a cast could overflow)."""
     if not isinstance(inputs, list):
         raise BadInput(422, "'inputs' must be a list of inputs")
     try:
         array = np.asarray(inputs)
     except ValueError:
         raise BadInput(422, "'inputs' is ragged or nested too deeply: every input must have the same shape") from None
-    if array.dtype.kind not in "iuf" or array.dtype == np.bool_:
+    if array.dtype.kind not in "iufO" or not set(map(type, _leaves(inputs, array.ndim))) <= {int, float}:
         raise BadInput(422, "'inputs' must hold numbers only")
-    return array.astype(np.float32)
+    if array.dtype.kind != "O":
+        return array
+    try:  # numbers in an object array: integers past 64 bits
+        return check_range(array.astype(np.float64), limits)
+    except OverflowError:  # past float64 too
+        raise out_of_range(limits) from None
+
+
+def _leaves(inputs: list, depth: int) -> list:
+    """The scalars of a regular nesting of lists `depth` deep (numpy reads [true, 0.5] as [1.0, 0.5] and lists
+    of booleans as a bool array: a JSON true or false among the numbers shows only here)."""
+    for _ in range(depth - 1):
+        inputs = list(itertools.chain.from_iterable(inputs))
+    return inputs
 
 
 def parse(body: bytes, limits: Limits) -> tuple[torch.Tensor, str]:
@@ -84,8 +106,8 @@ def parse(body: bytes, limits: Limits) -> tuple[torch.Tensor, str]:
         if array.dtype != np.float32:
             raise BadInput(422, f"dtype must be float32, not {array.dtype}")
     else:
-        array = _from_lists(request["inputs"])
-    return torch.from_numpy(check(array, limits)), answer
+        array = _from_lists(request["inputs"], limits)
+    return torch.from_numpy(check(array, limits).astype(np.float32, copy=False)), answer
 
 
 def check(array: np.ndarray, limits: Limits) -> np.ndarray:
@@ -97,9 +119,18 @@ def check(array: np.ndarray, limits: Limits) -> np.ndarray:
         raise BadInput(413 if len(array) else 422, f"batch of {len(array)} inputs; allowed 1 to {limits.max_batch}")
     if not np.isfinite(array).all():
         raise BadInput(422, "inputs contain NaN or infinite values")
+    return np.ascontiguousarray(check_range(array, limits))
+
+
+def check_range(array: np.ndarray, limits: Limits) -> np.ndarray:
+    """`array` if its values lie in the limits' range, else BadInput 422."""
     if array.min() < limits.low or array.max() > limits.high:
-        raise BadInput(422, f"input values must lie in [{limits.low:g}, {limits.high:g}]")
-    return np.ascontiguousarray(array)
+        raise out_of_range(limits)
+    return array
+
+
+def out_of_range(limits: Limits) -> BadInput:
+    return BadInput(422, f"input values must lie in [{limits.low:g}, {limits.high:g}]")
 
 
 def check_content_type(value: str | None) -> None:
@@ -108,7 +139,7 @@ def check_content_type(value: str | None) -> None:
         return
     media = value.split(";", 1)[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        raise BadInput(415, f"Content-Type must be application/json, not '{media[:60]}'")
+        raise BadInput(415, f"Content-Type must be application/json, not {media[:60]!r}")
 
 
 def answer(output: torch.Tensor, form: str, decimals: int | None = None) -> dict:
