@@ -31,7 +31,7 @@ from pathlib import Path
 from modelinv.data.glyphs import UPPER_CLASSES
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.report import benchmark
-from modelinv.report.aggregate import compare, groups, metric_interval
+from modelinv.report.aggregate import compare, groups, metric_interval, spread
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -141,7 +141,8 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         body.append(
             [label, len(mine), n_per_seed(mine)]
             + [metric_interval(mine, m) or "n/a" for m in METRICS]
-            + [metric_interval(mine, m) for m in ("target_test_acc", "evaluator_test_acc", "gradients", "queries", "seconds")]
+            + [metric_interval(mine, m) for m in ("target_test_acc", "evaluator_test_acc")]
+            + [spread(mine, m) for m in ("gradients", "queries", "seconds")]
         )
     for name, description in CALIBRATION.items():
         having = [r for r in rows if name in (r.get("baselines") or {})]

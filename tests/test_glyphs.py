@@ -62,6 +62,16 @@ def test_glyph_sources_are_listed_and_checked():
     fails(lambda: load("glyphs:"), "glyphs:N")
 
 
+def test_letters_are_the_glyph_letters_without_digits():
+    full, letters = load("glyphs:3"), load("letters:3")
+    assert letters.classes == glyphs.LETTERS and not set(letters.classes) & set("123456789")
+    assert len(letters) == 3 * len(glyphs.LETTERS) and letters.name == "letters:3"
+    for k, name in enumerate(letters.classes):  # the same images as the glyphs of that character
+        assert torch.equal(letters.x[letters.y == k], full.x[full.y == glyphs.CLASSES.index(name)])
+    assert {row["name"] for row in describe_datasets()} >= {"letters", "letters:N"}
+    fails(lambda: load("letters:1"), "glyphs:N")
+
+
 def test_default_glyphs():
     data = load("glyphs")
     assert data.name == "glyphs" and len(data) == glyphs.PER_CLASS * len(glyphs.CLASSES)

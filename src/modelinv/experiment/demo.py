@@ -3,7 +3,10 @@
 LeNet on `mnist5k` is attacked at a shallow (conv1) and a deep (relu2) cut by rMLE (white-box) and an
 inverse network (black-box), as in He et al. (ACSAC 2019); then the split-NN scenario: a server
 receiving the 500-d client output of `splitnn-mlp` inverts it with a decoder trained only on
-cross-domain data (scikit-learn digits, resized), never on MNIST. The demo is a fixed grid, run by the
+cross-domain data, printed letters (`letters:50`: the glyphs' 44 letter classes, 50 images each, no digits), never
+on MNIST, as in the split-learning demonstrations whose attacker holds EMNIST letters. (Seed 0, the same
+run with `public_source: digits`, scikit-learn's 8x8 digits upscaled, as in earlier releases: PSNR 11.3 dB,
+judge top-1 0.36; with `letters:50`: 16.2 dB, 0.75.) The demo is a fixed grid, run by the
 one runner into `demo-out/` like any other grid.
 """
 
@@ -24,7 +27,7 @@ def demo_configs(seed: int = 0) -> list[ExperimentConfig]:
     runs.append(
         {
             "seed": seed,
-            "data": {"source": "mnist5k", "split": "cross-domain", "public_source": "digits"},
+            "data": {"source": "mnist5k", "split": "cross-domain", "public_source": "letters:50"},
             "target": {"arch": "splitnn-mlp"},
             "access": {"observe": "features", "layer": "relu1"},
             "attack": {"name": "inverse-net"},

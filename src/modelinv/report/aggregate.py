@@ -86,6 +86,19 @@ def metric_interval(rows: list[dict[str, Any]], metric: str, value: Callable[[di
     return interval(numbers) if numbers else None
 
 
+def spread(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """'74 (20-128)': the mean and the range over the rows of a cost such as `seconds`, for which a t interval
+    means little (one seed trains what the others load from the cache; a range never goes below zero).
+
+    Example: spread([{"seconds": 20.0}, {"seconds": 74.0}, {"seconds": 128.0}], "seconds") -> '74 (20-128)'."""
+    numbers = [r.get(metric) for r in rows]
+    numbers = [float(v) for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
+    if not numbers:
+        return None
+    mean = fmt(statistics.fmean(numbers))
+    return mean if len(numbers) == 1 or min(numbers) == max(numbers) else f"{mean} ({fmt(min(numbers))}-{fmt(max(numbers))})"
+
+
 def ranks(intervals: dict[str, Interval], higher_is_better: bool) -> dict[str, int]:
     """Rank of each entry: 1 + the number of entries clearly better than it (non-overlapping intervals).
 
