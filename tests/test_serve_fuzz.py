@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from modelinv.oracle import wire
 from modelinv.serve.decode import BadInput, Limits, check_content_type, parse
 
 SHAPE = (1, 4, 4)
@@ -484,6 +485,9 @@ def test_npy_headers_that_break_numpys_parser_are_refused(header):
     raw = b"\x93NUMPY\x01\x00" + len(encoded).to_bytes(2, "little") + encoded + bytes(64)
     result = decode(npy_request(raw))
     assert isinstance(result, BadInput) and result.status == 400 and "'npy' is not a base64-encoded .npy array" in result.reason
+    # the same answer from a server reaches RemoteOracle through the same decoder: a WireError, nothing else
+    with pytest.raises(wire.WireError, match="not a base64-encoded .npy array"):
+        wire.decode_npy(base64.b64encode(raw).decode())
 
 
 def test_a_content_type_with_a_line_break_gives_a_one_line_reason():

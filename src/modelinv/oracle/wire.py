@@ -7,6 +7,7 @@ import base64
 import binascii
 import io
 import math
+import tokenize
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -46,5 +47,7 @@ def decode_npy(text: object) -> np.ndarray:
         return array.reshape(shape, order="F" if fortran_order else "C").copy()
     except WireError:
         raise
-    except (binascii.Error, ValueError, OSError, EOFError, MemoryError):
+    except (binascii.Error, ValueError, OSError, EOFError, MemoryError, TypeError, RecursionError, tokenize.TokenError):
+        # numpy's header parser lets more than its documented ValueError out on a malformed header: an unclosed
+        # bracket escapes as tokenize.TokenError, an unhashable dict key as TypeError, 5,000 minus signs as RecursionError
         raise WireError("'npy' is not a base64-encoded .npy array") from None
