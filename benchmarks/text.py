@@ -19,6 +19,13 @@ Rows, each run over the seeds by the one runner into `benchmarks/results/text/re
 - `canary-exposure` (Carlini et al., USENIX Security 2019): exposure of 4-digit secrets inserted 1, 4 or 16 times
   into the training text of `char-lm`, every one of the 10^4 candidates ranked. Trivial answer: canaries of the
   same format never inserted (their exposure is what chance gives, about 1.44 bits on average).
+- `extraction` (Carlini et al., USENIX Security 2021): the secrets decoded from their prefixes by greedy decoding and
+  by beam search (width 8), success = the exact secret, by repetitions; on the Secret Sharer's target above (one
+  prefix shared by every canary: one completion for all) and on a target whose canaries each have a prefix of their
+  own ("the pin code of account {i} is "), where every canary can be extracted. Trivial answer: the never-inserted
+  canaries (a secret never seen is found with probability 10^-4).
+- DP-SGD (`dp-sgd`, Opacus, Abadi et al. 2016) training the own-prefix `char-lm` at target epsilon 8, 2 and 0.5
+  (delta 1e-5) beside the undefended model: exposure and extraction of the canaries against epsilon.
 
 The recall ceiling of the bag-of-words rows is measured, not assumed: the share of a victim's content words that are
 in the inverter's vocabulary (words in at least 2 attacker texts); no inverter can recover the others.
@@ -51,6 +58,16 @@ SPLITS = {
 REPETITIONS = [1, 4, 16]
 CANARIES_PER_COUNT, NEVER_INSERTED = 4, 8
 LM_ARGS = {"repetitions": REPETITIONS, "canaries_per_count": CANARIES_PER_COUNT, "reference_canaries": NEVER_INSERTED}
+OWN_PREFIX = "the pin code of account {i} is "
+LM_OWN_ARGS = {**LM_ARGS, "canary_prefix": OWN_PREFIX}
+PREFIXES = {"shared": LM_ARGS, "own": LM_OWN_ARGS}
+"""The extraction targets: the Secret Sharer's (one prefix for every canary) and one whose canaries have a prefix each."""
+BEAMS = [1, 8]
+"""Extraction's beam widths: 1 is greedy decoding."""
+EPSILONS, QUICK_EPSILONS = [8.0, 2.0, 0.5], [2.0]
+DELTA = 1e-5
+QUICK_LM_TRAIN = {"epochs": 3}
+"""--quick trains the own-prefix char-lm (undefended and under DP-SGD) for 3 epochs only: it checks that the rows run."""
 NUM_TARGETS = 200
 PAPER_F1 = (0.5, 0.7)  # Song & Raghunathan 2020, abstract: inversion of popular sentence embeddings recovers 50-70% of input words (F1)
 GAP = 0.05  # 5 points of F1
@@ -78,9 +95,17 @@ def grid(seeds: list[int], quick: bool) -> tuple[list[ExperimentConfig], dict[st
                 cfg = config(seed, quick, data={"source": source(quick), "public_fraction": 0.3}, target={"arch": encoder}, attack=attack)
                 configs.append(cfg)
                 keys[run_id(cfg)] = (key, encoder)
-        cfg = config(seed, quick, data={"source": source(quick)}, target={"arch": "char-lm", "args": LM_ARGS}, access={"observe": "logits"}, attack={"name": "canary-exposure"})
-        configs.append(cfg)
-        keys[run_id(cfg)] = ("canary",)
+        for prefix, args in PREFIXES.items():
+            lm = {"arch": "char-lm", "args": args, **({"train": QUICK_LM_TRAIN} if quick and prefix == "own" else {})}
+            for epsilon in [None, *((QUICK_EPSILONS if quick else EPSILONS) if prefix == "own" else [])]:
+                defense = {} if epsilon is None else {"defense": {"name": "dp-sgd", "params": {"target_epsilon": epsilon, "delta": DELTA}}}
+                attacks = [("exposure", {"name": "canary-exposure"}), *((f"beam {w}", {"name": "extraction", "params": {"beam_width": w}}) for w in BEAMS)]
+                for what, attack in attacks:
+                    if epsilon is not None and what == "beam 1":
+                        continue  # under DP-SGD: exposure and the beam only
+                    cfg = config(seed, quick, data={"source": source(quick)}, target=lm, access={"observe": "logits"}, attack=attack, **defense)
+                    configs.append(cfg)
+                    keys[run_id(cfg)] = ("canary",) if (prefix, what, epsilon) == ("shared", "exposure", None) else ("lm", prefix, what, epsilon)
     return configs, keys
 
 
@@ -198,6 +223,57 @@ def canary_section(cell: dict) -> list[str]:
     ]
 
 
+def by_count(rows: list[dict], count: int) -> Interval | None:
+    """Over seeds: the mean exposure (canary-exposure rows) or the extraction rate (extraction rows) of the canaries
+    inserted `count` times (0: never)."""
+    detail = "exposure_by_repetitions" if rows and rows[0]["attack"] == "canary-exposure" else "extraction_by_repetitions"
+    return metric_interval(rows, detail, lambda r: r["attack_details"][detail].get(str(count)))
+
+
+def extraction_section(cell: dict) -> list[str]:
+    body = []
+    for prefix in PREFIXES:
+        exposure = cell.get(("canary",), []) if prefix == "shared" else cell.get(("lm", prefix, "exposure", None), [])
+        beams = {w: cell.get(("lm", prefix, f"beam {w}", None), []) for w in BEAMS}
+        if not any(beams.values()):
+            continue
+        seeds = len({r["seed"] for rows in beams.values() for r in rows})
+        never = by_count(beams[BEAMS[-1]], 0)
+        for count in [*sorted(REPETITIONS, reverse=True), 0]:
+            label = f"inserted {count} times" if count else "trivial: never inserted"
+            n = CANARIES_PER_COUNT if count else NEVER_INSERTED
+            beam = by_count(beams[BEAMS[-1]], count)
+            body.append([prefix, label, seeds, n, by_count(exposure, count), *(by_count(beams[w], count) for w in BEAMS), verdict(beam, never) if count else ""])
+    columns = ["prefix", "canary", "seeds", "canaries per seed", "exposure (bits)", *(("extracted, greedy" if w == 1 else f"extracted, beam {w}") for w in BEAMS), "vs never inserted (beam)"]
+    return [table(columns, body)] if body else []
+
+
+def dp_section(cell: dict) -> list[str]:
+    body, top = [], max(REPETITIONS)
+    beam = f"beam {BEAMS[-1]}"
+    reference = metric_interval(cell.get(("lm", "own", "exposure", None), []), "exposure")
+    for epsilon in [None, *EPSILONS, *(e for e in QUICK_EPSILONS if e not in EPSILONS)]:
+        exposure, extraction = cell.get(("lm", "own", "exposure", epsilon), []), cell.get(("lm", "own", beam, epsilon), [])
+        if not exposure and not extraction:
+            continue
+        rows = exposure or extraction
+        ours = metric_interval(exposure, "exposure")
+        vs = "" if epsilon is None or ours is None or reference is None else ("1 seed: no interval" if ours.low is None else compare(ours, reference, higher_is_better=False).replace("better", "lower").replace("worse", "higher"))
+        body.append([
+            "no defense" if epsilon is None else f"DP-SGD, target epsilon {fmt(epsilon)}",
+            len({r["seed"] for r in rows}),
+            "-" if epsilon is None else metric_interval(rows, "epsilon"),
+            "-" if epsilon is None else metric_interval(rows, "noise_multiplier"),
+            metric_interval(rows, "target_test_acc"),
+            by_count(exposure, top), by_count(exposure, 0), by_count(extraction, top), by_count(extraction, 0), vs,
+        ])
+    if not body:
+        return []
+    columns = ["training", "seeds", "epsilon (measured)", "noise multiplier", "next-char test acc", f"exposure, {top}x (bits)", "exposure, never",
+               f"extracted, {top}x ({beam})", "extracted, never", f"{top}x exposure vs no defense"]
+    return [table(columns, body)]
+
+
 def render(rows: list[dict], keys: dict[str, tuple], coverage: dict, run: benchmark.Run, record: str = "") -> str:
     cell: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -205,7 +281,7 @@ def render(rows: list[dict], keys: dict[str, tuple], coverage: dict, run: benchm
             cell.setdefault(keys[r["run_id"]], []).append(r)
     bow, gaps = bow_section(cell, coverage)
     lines = [
-        "# Text: embedding inversion, attribute inference and canary exposure",
+        "# Text: embedding inversion, attribute inference, canary exposure and extraction",
         "",
         benchmark.provenance([run], rows) + record,
         "- Data: `records` (synthetic personal records from `faker`, seeded: name, address, phone, date of birth, diagnosis, a note, in one of six",
@@ -237,6 +313,22 @@ def render(rows: list[dict], keys: dict[str, tuple], coverage: dict, run: benchm
         "## Canary exposure by repetitions (Carlini et al. 2019)",
         "",
         *canary_section(cell),
+        "## Extraction by repetitions (Carlini et al. 2021)",
+        "",
+        f"Share of the canaries whose secret is decoded exactly from their prefix (greedy; beam search of width {BEAMS[-1]}), beside their exposure.",
+        "`shared`: the Secret Sharer's target above, one prefix for every canary, so one completion for all of them (at most one of the",
+        f"{CANARIES_PER_COUNT} canaries of a count can be extracted); `own`: canaries with a prefix each (\"{OWN_PREFIX}\", i the canary's index),",
+        "the setting of Carlini et al. 2021 where every training example's own prefix is decoded. A never-inserted secret is found with",
+        "probability 10^-4.",
+        "",
+        *extraction_section(cell),
+        "## DP-SGD: exposure and extraction against epsilon",
+        "",
+        f"The own-prefix char-lm trained with DP-SGD (Opacus, RDP accounting, delta {DELTA:g}, clipping norm 1, Poisson batches of expected size 16)",
+        "at each target epsilon, beside the undefended model; epsilon is what the accountant measured after training. DP bounds what one",
+        f"training text changes; a canary inserted {max(REPETITIONS)} times is {max(REPETITIONS)} texts (group privacy: about {max(REPETITIONS)} times epsilon).",
+        "",
+        *dp_section(cell),
         "## Against the papers",
         "",
         f"- Song & Raghunathan report that inverting popular sentence embeddings recovers 50-70% of the input words (F1 {PAPER_F1[0]}-{PAPER_F1[1]}, abstract).",
@@ -252,6 +344,13 @@ def render(rows: list[dict], keys: dict[str, tuple], coverage: dict, run: benchm
         "  (issue 17's feasibility check measured top-1 70% for first names on minilm). Two causes of the trained text-encoder's result are",
         "  possible and not separated here: its training (to classify the diagnosis) and its word vocabulary (names rare in its training texts",
         "  are unknown tokens, all alike). An untrained encoder of width 128 recovers first names above the trivial answer (tests/test_text.py).",
+        "- Carlini et al. 2021 extract verbatim training text from GPT-2 (1.5 billion parameters) by sampling and ranking generations; their",
+        "  figures (e.g. 604 of 1,800 candidates verified as memorised) are not comparable with 4-digit canaries in a small GRU. We compare",
+        "  the trend they and the Secret Sharer report: the more often a secret is in the training text, the more often it is extracted.",
+        "- The Secret Sharer trains a differentially private recurrent model and reports that it resolves the canaries' exposure with high",
+        "  utility (abstract). Here, with canaries inserted up to 16 times (16 texts each, against DP's guarantee for one), the DP rows",
+        "  measure which target epsilons bring the 16-times canaries to the never-inserted level and what next-character accuracy is left",
+        "  (no paper number quoted, so no gap is computed).",
         "- Carlini et al. insert 9-digit secrets (|R| = 10^9, exposure up to about 30 bits) into LSTM language models trained on Penn Treebank and",
         "  larger corpora, and estimate ranks by sampling and extrapolation; ours are 4-digit secrets (|R| = 10^4, at most 13.3 bits) in a small",
         "  GRU trained on about 1,100 records, with exact ranks over every candidate. The comparison is qualitative: as in the paper, the mean",
