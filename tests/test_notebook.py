@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from modelinv.errors import ModelinvError
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -52,6 +54,8 @@ def test_example_notebook_runs_and_shows_a_table_and_an_image(this_python_kernel
     assert (work / "audit-out" / "report.html").is_file()
     printed = "".join(o.get("text", "") for o in outputs(nb, "stream"))
     assert "audit-out/report.html" in printed
+    inline = [o for o in rich if "<iframe" in o.data.get("text/html", "")]
+    assert inline and "srcdoc=" in inline[-1].data["text/html"] and "&lt;h1" in inline[-1].data["text/html"]  # the report, inline
     assert "progress: rMLE 30/30" in printed  # progress shows in a notebook (plain lines without ipywidgets)
 
 
@@ -74,6 +78,12 @@ def test_results_display_inline_as_a_table_and_the_first_grid(tmp_path):
     assert page.count('src="data:image/png;base64,') == 1 and "abc123" in page
     assert str(tmp_path / "report.html") in page
     assert "(no runs)" in Results(rows=[], out=tmp_path)._repr_html_()
+    (tmp_path / "report.html").write_text('<html><body><h1>Audit</h1><p class="v">"quoted" & <b>bold</b></p></body></html>')
+    frame = Results(rows=rows, out=tmp_path, report=tmp_path / "report.html").show_report(height=400)._repr_html_()
+    assert frame.startswith("<iframe") and "height: 400px" in frame
+    assert 'srcdoc="&lt;html&gt;&lt;body&gt;&lt;h1&gt;Audit' in frame and "&quot;quoted&quot; &amp; " in frame  # the whole page, escaped once
+    with pytest.raises(ModelinvError, match="no report"):
+        Results(rows=rows, out=tmp_path).show_report()
 
 
 def test_progress_in_jupyter_without_ipywidgets_is_plain_lines(monkeypatch):

@@ -79,7 +79,7 @@ def test_paths_in_a_config_are_relative_to_its_file_and_loaded_absolute(tmp_path
     assert dumped["data"]["source"] == f"text:{tmp_path / 't.txt'}"
 
 
-def test_the_reports_reproduce_command_works_from_another_directory(tmp_path, monkeypatch, capsys):
+def test_the_reports_reproduce_command_works_from_the_root_directory(tmp_path, monkeypatch, capsys):
     here = project(tmp_path / "project")
     monkeypatch.chdir(here)
     code, _, err = cli(capsys, "run", "experiment.yaml", "--out", "out")
@@ -92,14 +92,13 @@ def test_the_reports_reproduce_command_works_from_another_directory(tmp_path, mo
 
     (command,) = re.findall(r"Reproduce: <code>(.*?)</code>", (here / "out" / "report.html").read_text())
     args = shlex.split(html.unescape(command))
-    assert args[:2] == ["modelinv", "run"]
-    elsewhere = tmp_path / "elsewhere"  # not above the project: nothing is found from here by accident
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
+    assert args[:2] == ["modelinv", "run"] and args[-2] == "--out"
+    assert os.path.isabs(args[2]) and os.path.isabs(args[-1])  # nothing depends on the directory it is run from
+    monkeypatch.chdir("/")  # literally from the root: nothing is found from here by accident
     code, _, err = cli(capsys, *args[1:])
     assert code == 0, err
     first = json.loads((run_dir / "results.json").read_text())
-    (again,) = (elsewhere / args[-1] / "runs").iterdir()
+    (again,) = (here / "out" / f"rerun-{run_dir.name}" / "runs").iterdir()
     second = json.loads((again / "results.json").read_text())
     assert again.name == run_dir.name  # the same experiment
     for metric in ("target_test_acc", "evaluator_test_acc", "mse", "psnr", "ssim", "attack_acc_top1"):

@@ -102,10 +102,37 @@ class Results:
             parts.append(f"<p>Report: <code>{escape(str(self.report))}</code></p>")
         return "\n".join(parts)
 
+    def show_report(self, height: int = 700) -> "InlineReport":
+        """The HTML report, for Jupyter to show inline (an iframe holding the whole page: the report is one
+        self-contained file, its figures data URIs, so it needs no server and nothing the notebook can't reach).
+
+        Example:
+            >>> results.show_report()  # doctest: +SKIP  (the last expression of a cell: the report renders below it)
+        """
+        if self.report is None or not Path(self.report).is_file():
+            raise ModelinvError("these results have no report: modelinv.audit writes one; for a run, `modelinv report OUT` writes OUT/report.html")
+        return InlineReport(Path(self.report), height)
+
     def __repr__(self) -> str:
         lines = [f"Results: {len(self.rows)} runs in {self.out}" + (f", report {self.report}" if self.report else "")]
         lines += [f"  {line}" for line in self.warnings + self.verdict]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class InlineReport:
+    """An HTML report that Jupyter shows inline (`Results.show_report()`); its text form is the report's path."""
+
+    path: Path
+    height: int = 700
+
+    def _repr_html_(self) -> str:
+        page = self.path.read_text(encoding="utf-8")
+        return (f'<iframe title="modelinv report {escape(str(self.path))}" srcdoc="{escape(page, quote=True)}" '
+                f'style="width: 100%; height: {int(self.height)}px; border: 1px solid #ccc"></iframe>')
+
+    def __repr__(self) -> str:
+        return str(self.path)
 
 
 def _save_module(model: nn.Module, out: Path) -> Path:

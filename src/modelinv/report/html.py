@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shlex
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable
@@ -373,7 +374,10 @@ def run_section(row: dict[str, Any]) -> str:
         ["", "trivial"],
     )
     directory = Path(row["artifacts"] or "")
-    rerun = f"modelinv run {directory / 'config.yaml'} --out rerun-{row['run_id']}" if row["artifacts"] else ""
+    # absolute paths (the config's own paths are absolute too): the command works from any directory, `/` included,
+    # and reruns into a fresh directory beside the original output, so nothing is skipped as already finished
+    rerun = (f"modelinv run {shlex.quote(str(directory.resolve() / 'config.yaml'))} "
+             f"--out {shlex.quote(str(directory.resolve().parent.parent / ('rerun-' + row['run_id'])))}") if row["artifacts"] else ""
     if is_text(row):  # texts, not images: no grid, no empty panel
         shown = text_examples(row)
         texts = f"<details><summary>attacked texts and what was recovered</summary>{shown}</details>" if shown else ""
