@@ -69,3 +69,16 @@ def test_text_goals_are_judged_against_their_own_trivial_answer():
     assert margins_beaten(words) == ["bow_f1", "bow_sensitive_recall"]
     (line,) = verdict([words], "features")
     assert line.startswith("Leakage measured") and "bow_f1 0.42 (trivial answer 0.12)" in line
+
+
+def test_extracted_secrets_are_leakage_and_every_text_success_metric_has_a_margin():
+    from modelinv.attacks.goals import GOALS
+    from modelinv.report.audit import MARGINS
+
+    base = {"goal": "extraction", "attack": "extraction", "access": "logits", "attack_details": {}}
+    leaky = {**base, "extraction": 1.0, "extraction_inserted": 0.5, "baselines": {"never-inserted": {"extraction": 0.0, "extraction_inserted": 0.0}}}
+    assert margins_beaten(leaky) == ["extraction"]
+    quiet = {**leaky, "extraction": 0.05}
+    assert margins_beaten(quiet) == []
+    for g in GOALS.values():  # a success metric without a margin could never be called leakage
+        assert any(MARGINS.get(m) for m in g.success), g.name

@@ -43,13 +43,15 @@ MARGINS = {
     "cand_top1": 0.05,
     "exposure": 2.0,
     "exposure_inserted": None,
+    "extraction": 0.1,
+    "extraction_inserted": None,
 }
 """How far a success metric must beat the trivial answer to count as leakage (negative: lower is better); None: not used."""
 
 RULE = (
     "Rule: an attack leaks when any of its success metrics beats the trivial answer (the attacker's mean image, or the "
     "most common value) by at least its margin (PSNR 3 dB, SSIM 0.1, recognised 20 points, knn_ratio 0.3 lower, "
-    "attribute accuracy 5 points) and, with several seeds, by non-overlapping 95% intervals. A defense protects when "
+    "attribute accuracy 5 points, exposure 2 bits, secrets extracted 10 points) and, with several seeds, by non-overlapping 95% intervals. A defense protects when "
     "no attack leaks under it."
 )
 
