@@ -407,3 +407,36 @@ def test_ood_statistics_separate_noise_from_held_out_images_and_fit_deterministi
         held_out = stats.score(test_images.reshape(len(test_images), -1), small_lenet.embed(torch.from_numpy(test_images)).numpy())
         noisy = stats.score(noise.reshape(200, -1), small_lenet.embed(torch.from_numpy(noise)).numpy())
     assert np.mean(held_out > 1) < 0.1 and np.mean(noisy > 1) > 0.9
+
+
+def test_remote_runs_check_and_record_the_served_models_identity(small_lenet, db, keys, monkeypatch, tmp_path):
+    """GET /v1/info publishes what is served (architecture, shape, classes, weights digest); a remote run refuses a
+    served model that is not its config's target and records the identity in its row; --hide-identity hides it."""
+    from modelinv.experiment.config import ExperimentConfig
+    from modelinv.experiment.runner import build_threat
+    from modelinv.models import build_model
+    from modelinv.models.store import module_digest, save_checkpoint
+    from modelinv.serve.launch import load_served, served_identity
+
+    checkpoint = save_checkpoint(tmp_path / "lenet", small_lenet, {"arch": "lenet", "input_shape": [1, 28, 28], "num_classes": 10})
+    served, _ = load_served(checkpoint, "probs", tmp_path / "a.sqlite")
+    assert served.identity == {"arch": "lenet", "input_shape": [1, 28, 28], "num_classes": 10, "weights_digest": module_digest(small_lenet)}
+    assert served.identity == served_identity(small_lenet, "lenet")
+    hidden, _ = load_served(checkpoint, "probs", tmp_path / "b.sqlite", hide_identity=True)
+    assert hidden.identity is None
+    for s in (served, hidden):
+        s.log.close()
+
+    monkeypatch.setenv("SERVE_TEST_KEY", keys["attacker"])
+    app = Served(build_observer(small_lenet, "probs"), Limits((1, 28, 28)), KeyStore(db), QueryLog(db), identity=served_identity(small_lenet, "lenet"))
+    with BackgroundServer(create_app(app)) as address:
+        cfg = ExperimentConfig(attack={"name": "inverse-net"}, access={"endpoint": address, "key_env": "SERVE_TEST_KEY", "observe": "probs"})
+        threat, _ = build_threat(cfg, small_lenet)  # the served model is the config's target
+        assert threat.observer.identity["weights_digest"] == module_digest(small_lenet)
+        torch.manual_seed(1)
+        other = build_model("lenet", (1, 28, 28), 10)  # same architecture, other weights
+        with pytest.raises(ModelinvError, match=r"serves lenet \(1, 28, 28\) with 10 classes, weights digest .* not the config's target .*\(weights_digest differ\)"):
+            build_threat(cfg, other)
+        with pytest.raises(ModelinvError, match=r"\(arch, num_classes, weights_digest differ\)"):
+            build_threat(cfg.model_copy(update={"target": cfg.target.model_copy(update={"arch": "cnn-split"})}), build_model("cnn-split", (1, 28, 28), 5))
+    app.log.close()

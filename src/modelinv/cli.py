@@ -404,6 +404,7 @@ def serve(
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="largest request body in MiB"),
     seed: int = typer.Option(0, "--seed", help="seed of the server's random numbers (noise defenses)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="predictions computed at once, one torch thread each (default: the available cores)"),
+    hide_identity: bool = typer.Option(False, "--hide-identity", help="keep the model's identity (architecture, weights digest) out of GET /v1/info; remote runs then cannot check it"),
 ) -> None:
     """Serve a checkpoint over HTTP behind API keys, rate limits and a query monitor (needs the `serve` extra)."""
     if not 1 <= port <= 65535:
@@ -424,7 +425,7 @@ def serve(
     seed_everything(seed)
     torch.set_num_threads(1)  # concurrency comes from the prediction threads, each computing on one core
     params = parse_assignments(defense_param or [], "--defense-param")
-    served, summary = load_served(model, expose, db, defense, params, reference, max_batch, int(max_body_mb * 2**20))
+    served, summary = load_served(model, expose, db, defense, params, reference, max_batch, int(max_body_mb * 2**20), hide_identity)
     console.print(f"serving {summary['arch']} {summary['input_shape']} exposing {expose}" + (f" under {defense}" if defense else "") + f" on http://{host}:{port} (keys and log in {db})")
     if summary["reference"] is not None:
         ref = summary["reference"]

@@ -39,7 +39,7 @@ from modelinv.models.sklearn_adapter import train_or_fit
 from modelinv.models.store import ModelRequest
 from modelinv.models.trainer import accuracy
 from modelinv.models.user import file_digest, load_user_model
-from modelinv.oracle import Features, Scores, ThreatModel, WhiteBox, connect
+from modelinv.oracle import Features, RemoteOracle, Scores, ThreatModel, WhiteBox, check_identity, connect
 from modelinv.seeding import seed_everything
 from modelinv.versions import versions
 
@@ -185,6 +185,7 @@ def build_threat(cfg: ExperimentConfig, model: LayeredNet, defense: Defense | No
     observer = None
     if access.endpoint is not None:
         observer = connect(access, layer, output, resolve_device(cfg.device))
+        check_identity(observer, cfg.target.arch, model)  # the served model must be the config's target
     elif access.observe == "features":
         observer = Features(model, layer, budget=access.query_budget, defense=output)
     elif access.observe is not None:
@@ -288,6 +289,7 @@ def run_experiment(cfg: ExperimentConfig, setting: Setting | None = None) -> tup
         "model": cfg.target.arch,
         "layer": layer,
         "access": threat.describe(),
+        **({"served_model": threat.observer.identity} if isinstance(threat.observer, RemoteOracle) else {}),
         **defense_columns(setting),
         "data": cfg.data.source,
         "split": cfg.data.split,

@@ -10,7 +10,7 @@
 
 from modelinv.observation import OBSERVATIONS, SCORES, Observation
 from modelinv.oracle.local import WHITE_BOX_PARTS, Features, Oracle, Scores, ThreatModel, WhiteBox
-from modelinv.oracle.remote import RemoteOracle, ServedDefense, connect, read_key
+from modelinv.oracle.remote import RemoteOracle, ServedDefense, check_identity, connect, read_key
 
 __all__ = [
     "OBSERVATIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "ServedDefense",
     "ThreatModel",
     "WhiteBox",
+    "check_identity",
     "connect",
     "read_key",
 ]

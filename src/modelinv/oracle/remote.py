@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from modelinv.errors import AccessDenied, ModelinvError, QueryBudgetExceeded
+from modelinv.models.store import module_digest
 from modelinv.oracle.local import Oracle
 from modelinv.oracle.wire import WireError, decode_npy, encode_npy
 
@@ -64,6 +66,7 @@ class RemoteOracle(Oracle):
         self.provides = frozenset(exposure["provides"])
         self.defense = ServedDefense(exposure["defense"]) if exposure["defense"] else None
         self.input_shape = tuple(info["input_shape"])
+        self.identity: dict[str, Any] | None = info.get("model")  # what the server says it serves (None: not published)
         self.batch_size = min(batch_size, info["max_batch"])
 
     @property
@@ -137,6 +140,22 @@ def read_key(key_env: str, key_file: str | None) -> str:
     if not key:
         raise ModelinvError(f"no API key: set the environment variable {key_env} (access.key_env) or access.key_file")
     return key
+
+
+def check_identity(oracle: RemoteOracle, arch: str, model: nn.Module) -> None:
+    """Refuse a served model that is not the experiment's target: the architecture, input shape, classes and
+    weights digest `GET /v1/info` publishes must be those of `model` (the config's `target`, as the run built or
+    loaded it). A server that hides its identity (`--hide-identity`) cannot be checked: the row records that."""
+    served = oracle.identity
+    if served is None:
+        return
+    mine = {"arch": arch, "input_shape": list(model.spec["input_shape"]), "num_classes": int(model.spec["num_classes"]), "weights_digest": module_digest(model)}
+    differ = [k for k in ("arch", "input_shape", "num_classes", "weights_digest") if served.get(k) != mine[k]]
+    if differ:
+        def show(d: dict) -> str:
+            return f"{d.get('arch')} {tuple(d.get('input_shape') or ())} with {d.get('num_classes')} classes, weights digest {str(d.get('weights_digest'))[:12]}"
+        raise ModelinvError(f"target: {oracle.url} serves {show(served)}, not the config's target {show(mine)} "
+                            f"({', '.join(differ)} differ): set target (arch, weights) to the served model")
 
 
 def connect(access: Any, layer: str | None, defense: Any = None, device: torch.device | str = "cpu") -> RemoteOracle:

@@ -4,7 +4,8 @@ input validation and output hardening, with every answered input logged for the 
 Endpoints: `GET /healthz` (no key), `GET /v1/info`, `POST /v1/predict`, `GET /v1/alerts` (admin key);
 the OpenAPI schema is at `/openapi.json` (with a key: the request body described down to the input shape,
 which only key holders learn), and it documents every status each endpoint answers. Every error body is
-`{"error": one line, "code": word}` and says nothing about the model.
+`{"error": one line, "code": word}` and says nothing about the model. `GET /v1/info` tells key holders the
+model's identity (architecture, shape, classes, weights digest) unless it is served with `--hide-identity`.
 
 A prediction is decoded, computed and logged in a pool of `threads` worker threads (the event loop only
 authenticates, rate-limits and reads bodies), and its answer is sent only once its inputs are committed
@@ -17,7 +18,7 @@ import copy
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import anyio
 import torch
@@ -110,6 +111,16 @@ INFO = {
         "max_body_bytes": {"type": "integer"},
         "input_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
         "formats": {"type": "array", "items": {"type": "string"}},
+        "model": {
+            "description": "the served model's identity (null when served with --hide-identity): architecture, input shape, classes and "
+                           "the SHA-256 of its weights (modelinv.models.store.module_digest), so a remote run can check it attacks the model it means",
+            "oneOf": [
+                {"type": "null"},
+                {"type": "object", "required": ["arch", "input_shape", "num_classes", "weights_digest"],
+                 "properties": {"arch": {"type": "string"}, "input_shape": {"type": "array", "items": {"type": "integer"}},
+                                "num_classes": {"type": "integer"}, "weights_digest": {"type": "string"}}},
+            ],
+        },
     },
 }
 ALERTS = {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {"type": "object"}}}}
@@ -125,6 +136,7 @@ class Served:
     keys: KeyStore
     log: QueryLog
     detectors: list[Detector] | None = None
+    identity: dict[str, Any] | None = None  # published in GET /v1/info as `model` (see served_identity)
 
 
 class Refused(Exception):
@@ -171,7 +183,7 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
     workers = anyio.CapacityLimiter(threads or available_cores())
     defense = observer.defense
     decimals = defense.params.decimals if defense is not None and defense.name == "round" else None
-    info = {"input_shape": list(served.limits.input_shape), "exposure": describe(observer), "max_batch": served.limits.max_batch,
+    info = {"model": served.identity, "input_shape": list(served.limits.input_shape), "exposure": describe(observer), "max_batch": served.limits.max_batch,
             "max_body_bytes": served.limits.max_body_bytes, "input_range": [served.limits.low, served.limits.high], "formats": ["json", "npy"]}
     # The penultimate activation the monitor needs, taken from the oracle's own forward pass by one hook
     # that writes to the calling thread's slot, so concurrent predictions never see each other's.
