@@ -53,6 +53,20 @@ def test_inverse_net_beats_the_mean_image_by_3db(small_lenet, victims, public, m
     assert result.meta["queries"] == len(public)
 
 
+def test_inverse_net_decoders_are_cached_by_exactly_what_they_learn_from(small_lenet, victims, public):
+    threat = ThreatModel(observer=Features(small_lenet, "relu2"))
+    first = attack("inverse-net", threat, victims, public, epochs=2)
+    again = attack("inverse-net", ThreatModel(observer=Features(small_lenet, "relu2")), victims, public, epochs=2)
+    assert again.meta["decoder_cached"] and again.meta["decoder_path"] == first.meta["decoder_path"]
+    assert torch.equal(again.images, first.images) and again.meta["train_loss"] == first.meta["train_loss"]
+    assert again.meta["queries"] == first.meta["queries"] == len(public)  # the oracle is asked either way: the attack's cost
+    # anything that changes what the decoder learns is another decoder: the parameters, the seed, the observations
+    other_seed = ATTACKS.get("inverse-net")(epochs=2)(threat, Targets(threat.observer.intercept(victims)), public, seed=1)
+    assert not attack("inverse-net", threat, victims, public, epochs=3).meta["decoder_cached"]
+    assert not other_seed.meta["decoder_cached"]
+    assert not attack("inverse-net", ThreatModel(observer=Features(small_lenet, "conv2")), victims, public, epochs=2).meta["decoder_cached"]
+
+
 def test_inverse_net_from_probability_vectors_runs(small_lenet, victims, public):
     from modelinv.oracle import Scores
 

@@ -4,11 +4,15 @@ The attacker queries the black-box oracle with its own data X_a, obtains O_a = o
 g to minimise ||g(O_a) - X_a||^2; private observations are then inverted as g(o). The same attacker,
 trained on auxiliary data such as EMNIST letters, is the classic split-NN demonstration. Observations
 may be feature maps (decoded by transposed convolutions) or vectors (split features of an MLP,
-probability vectors; decoded by an MLP).
+probability vectors; decoded by an MLP). A trained decoder goes to the model cache, keyed by exactly what
+it was trained on (the observations and images, the parameters, the random state, the thread count): the
+same experiment run again decodes with it instead of training it again; the oracle is still queried, so the
+query count is the attack's true cost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -19,6 +23,7 @@ from torch import nn
 from modelinv.attacks.base import Attack, AttackParams, Reconstruction, Targets
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
+from modelinv.models.store import ModelRequest, cached
 from modelinv.models.trainer import train_epochs
 from modelinv.oracle import ThreatModel
 from modelinv.seeding import seeded
@@ -73,10 +78,32 @@ class VectorDecoder(nn.Module):
         return torch.sigmoid(self.body(o.flatten(1))).view(-1, *self.shape)
 
 
+DECODER = "inverse-net-decoder"
+"""The cache's name for a trained decoder (models/<DECODER>-<key>/)."""
+
+
 def make_decoder(obs_shape: tuple[int, ...], image_shape: tuple[int, ...], conv_width: int, mlp_width: int) -> nn.Module:
-    if len(obs_shape) == 3:
-        return MapDecoder(obs_shape, image_shape, conv_width)
-    return VectorDecoder(math.prod(obs_shape), image_shape, mlp_width)
+    """The decoder for observations of `obs_shape` (a map: MapDecoder, a vector: VectorDecoder), with the `spec`
+    the model cache stores and rebuilds it from (`rebuild_decoder`)."""
+    decoder = MapDecoder(obs_shape, image_shape, conv_width) if len(obs_shape) == 3 else VectorDecoder(math.prod(obs_shape), image_shape, mlp_width)
+    decoder.spec = {"arch": DECODER, "args": {"image_shape": list(image_shape), "conv_width": conv_width, "mlp_width": mlp_width},
+                    "input_shape": list(obs_shape), "num_classes": 0}
+    return decoder
+
+
+def rebuild_decoder(config: dict) -> nn.Module:
+    """A decoder of the shape a cached checkpoint's config describes (its weights are loaded by the cache)."""
+    a = config["args"]
+    return make_decoder(tuple(config["input_shape"]), tuple(a["image_shape"]), a["conv_width"], a["mlp_width"])
+
+
+def tensors_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' shapes and values: keys a decoder by exactly what it is trained on."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class InverseNetParams(AttackParams):
@@ -96,20 +123,34 @@ class InverseNet(Attack):
     Params = InverseNetParams
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:
+        """Query the oracle with the attacker's data, train the decoder on the pairs (or load the decoder trained on
+        exactly these pairs, with these parameters and this random state, from the model cache), decode the targets."""
         p = self.params
         device = threat.device
         x_a = attacker_data.x.to(device)
-        o_a = threat.observer(x_a).float().to(device)
-        with seeded(gen):
-            decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width).to(device)  # initialised on the CPU
-            optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
+        o_a = threat.observer(x_a).float().to(device)  # asked even when the decoder is cached: the queries are the attack's cost
+        request = ModelRequest(
+            role="inverse-net-decoder", arch=DECODER, input_shape=tuple(o_a.shape[1:]), num_classes=0, data_digest=tensors_digest(o_a, x_a),
+            seed=gen.initial_seed(), args={"image_shape": list(x_a.shape[1:]), "conv_width": p.conv_width, "mlp_width": p.mlp_width},
+            train={"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "generator_state": tensors_digest(gen.get_state())}, device=str(device),
+        )
 
-            def loss(idx: torch.Tensor) -> torch.Tensor:
-                return F.mse_loss(decoder(o_a[idx]), x_a[idx])
+        def produce() -> tuple[dict[str, nn.Module], dict]:
+            with seeded(gen):
+                decoder = make_decoder(tuple(o_a.shape[1:]), tuple(x_a.shape[1:]), p.conv_width, p.mlp_width).to(device)  # initialised on the CPU
+                optimiser = torch.optim.Adam(decoder.parameters(), lr=p.lr)
 
-            for train_loss in train_epochs(loss, optimiser, len(x_a), p.epochs, p.batch_size, gen, desc="inverse network"):
-                pass
-        decoder.eval()
+                def loss(idx: torch.Tensor) -> torch.Tensor:
+                    return F.mse_loss(decoder(o_a[idx]), x_a[idx])
+
+                for train_loss in train_epochs(loss, optimiser, len(x_a), p.epochs, p.batch_size, gen, desc="inverse network"):
+                    pass
+            return {"decoder": decoder}, {"train_loss": train_loss}
+
+        with seeded(None):  # the cache seeds the global random state before training: keep the caller's
+            modules, meta = cached(request, produce, rebuild=rebuild_decoder)
+        decoder = modules["decoder"].eval()
         with torch.no_grad():
             images = torch.cat([decoder(o) for o in targets.observations.float().to(device).split(512)])
-        return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": train_loss})
+        return Reconstruction(images, {"decoder": type(decoder).__name__, "train_loss": meta["metrics"]["train_loss"],
+                                       "decoder_cached": meta["cached"], "decoder_path": meta["path"]})
