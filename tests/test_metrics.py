@@ -472,6 +472,7 @@ def test_describe_metrics_lists_every_metric():
         "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "dcor", "dcor_observation",
         "attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage",
         "bow_f1", "bow_precision", "bow_recall", "bow_sensitive_recall", "cand_top1", "cand_top5", "cand_advantage", "exposure", "exposure_inserted",
+        "extraction", "extraction_inserted",
     }
     assert described["psnr"]["needs"] == ["truth"] and described["psnr"]["higher_is_better"] is True
     assert described["knn_dist"]["needs"] == ["evaluator", "private"] and not described["knn_dist"]["higher_is_better"]
