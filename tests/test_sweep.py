@@ -266,3 +266,18 @@ def test_ray_sweep_gives_the_local_rows(swept, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "8 runs: 0 finished before, 8 to run" in proc.stdout
     assert outcomes(tmp_path / "ray") == outcomes(out)  # seeded runs: the same numbers, to the bit
+
+
+def test_default_workers_and_threads_never_oversubscribe_the_cores(monkeypatch):
+    """One run per core with one thread each by default; --threads alone gives the cores divided by it as workers."""
+    from modelinv.experiment import sweep
+
+    monkeypatch.setattr(sweep, "available_cores", lambda: 4)
+    made = []
+    monkeypatch.setattr(sweep, "LocalExecutor", lambda workers, threads: made.append((workers, threads)) or "pool")
+    monkeypatch.setattr(sweep, "InlineExecutor", lambda threads: made.append((1, threads)) or "inline")
+    for workers, threads in [(None, None), (None, 2), (None, 4), (2, None), (3, 3), (None, None)]:
+        sweep.make_executor("local", None, workers, threads, runs=5)
+    assert made == [(4, 1), (2, 2), (1, 4), (2, 2), (3, 3), (4, 1)]
+    sweep.make_executor("local", None, None, None, runs=1)  # one run: in this process, with every core
+    assert made[-1] == (1, 4)

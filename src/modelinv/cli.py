@@ -187,7 +187,8 @@ def print_table(title: str, columns: tuple[str, ...], rows: list[dict]) -> None:
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="results directory: results.sqlite and runs/<run_id>/ with PNG grids"),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="seed of every run"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores available to this process)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="runs at once, each in its own process (default: one per available core, or the cores divided by --threads)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per run (default: the available cores divided among the workers)"),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ) -> None:
     """The main job: split-inference inversion attacks on MNIST (He et al. 2019 and the split-NN attacker)."""
@@ -198,7 +199,9 @@ def demo(
     start = time.perf_counter()
     configs = [with_device(cfg, device) for cfg in demo_configs(seed)]
     console.print(f"modelinv demo: training (or loading) models and running {len(configs)} attacks on mnist5k")
-    rows = run_grid(configs, out, workers=1, threads=threads, command=command_line(), log=console.print)
+    # runs in parallel, one torch thread each by default: small models parallelise far better across runs than
+    # within an operation, and a process beside the demo then slows it by sharing cores, not by stalling threads
+    rows = run_grid(configs, out, workers=workers, threads=threads, command=command_line(), log=console.print)
     print_table(f"split-inference inversion on mnist5k (seed {seed})", COLUMNS, rows)
     console.print(f"grids in {out}/runs/*/reconstructions.png; `modelinv results {out}`  (total {time.perf_counter() - start:.0f} s)")
 

@@ -230,9 +230,9 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """Run every experiment of `grid` not yet in `out`'s results store; return the grid's rows from the store, in grid order.
 
-    `workers` runs at once (default: one per available core locally, the cluster's CPUs on Ray), each with
-    `threads` torch threads (default: the available cores divided among the workers, so that runs never
-    oversubscribe the machine). One local worker runs in this process. The thread count is part of every
+    `workers` runs at once (default: one per available core locally, or the cores divided by `threads` when
+    that is given; the cluster's CPUs on Ray), each with `threads` torch threads (default: the available cores
+    divided among the workers, so that runs never oversubscribe the machine). One local worker runs in this process. The thread count is part of every
     row: the same seed trains different bits at different thread counts.
     """
     if executor not in EXECUTORS:
@@ -285,7 +285,7 @@ def make_executor(executor: str, address: str | None, workers: int | None, threa
     if executor == "ray":
         return RayExecutor(workers, address, threads)
     cores = available_cores()
-    workers = min(runs, workers or cores)
+    workers = min(runs, workers or (max(1, cores // threads) if threads else cores))  # never more threads than cores unless asked
     threads = threads or max(1, cores // workers)
     return InlineExecutor(threads) if workers == 1 else LocalExecutor(workers, threads)
 
