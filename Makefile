@@ -26,7 +26,7 @@ demo: $(VENV)/.base
 	$(VENV)/bin/modelinv demo --out demo-out
 
 test: $(VENV)/.test
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.lint
 	$(VENV)/bin/ruff check src tests benchmarks
