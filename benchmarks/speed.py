@@ -218,8 +218,22 @@ def floors_part(args, lines: list[str]) -> None:
     body.append(["GMI latent step (generator, critic, LeNet)", 64, step * 1e3, base * 1e3, step / base, None])
 
     data = torch.rand(1024, 1, 28, 28, generator=gen)
-    from_data = lambda n: ATTACKS.get("inverse-net")(epochs=n)(  # noqa: E731
-        ThreatModel(observer=Features(lenet, "relu2")), Targets(observations=lenet.features(x64, "relu2")), _images(data), seed=0)
+
+    def from_data(n: int) -> object:
+        """The attack with `n` epochs, in an empty model cache of its own (a trained decoder is cached: a second
+        call would load it instead of training)."""
+        with tempfile.TemporaryDirectory() as cache:
+            old = os.environ.get("MODELINV_CACHE")
+            os.environ["MODELINV_CACHE"] = cache
+            try:
+                return ATTACKS.get("inverse-net")(epochs=n)(
+                    ThreatModel(observer=Features(lenet, "relu2")), Targets(observations=lenet.features(x64, "relu2")), _images(data), seed=0)
+            finally:
+                if old is None:
+                    os.environ.pop("MODELINV_CACHE", None)
+                else:
+                    os.environ["MODELINV_CACHE"] = old
+
     epochs_short, epochs_long = 1, (2 if args.quick else 4)
     steps_per_epoch = math.ceil(len(data) / 64)
     step = (timed(lambda: from_data(epochs_long), reps) - timed(lambda: from_data(epochs_short), reps)) / ((epochs_long - epochs_short) * steps_per_epoch)

@@ -63,11 +63,13 @@ class MIFace(Attack):
         active = torch.ones(len(y), dtype=torch.bool, device=device)
         steps = torch.zeros(len(y), dtype=torch.long, device=device)
         for i in range(p.iterations):
-            cost = self.cost(model, x, y)
             if p.jitter:
+                with torch.no_grad():  # the cost of x itself only tracks the best image: no graph for it
+                    cost = self.cost(model, x, y)
                 shifted = self.cost(model, random_shift(x, p.jitter, gen), y)
                 (grad,) = torch.autograd.grad(shifted.sum(), x)
             else:
+                cost = self.cost(model, x, y)
                 (grad,) = torch.autograd.grad(cost.sum(), x)
             with torch.no_grad():
                 cost = cost.detach()
