@@ -132,13 +132,16 @@ def demo_part(args, work: Path, lines: list[str]) -> None:
               + (f", warm beside a busy process {shared[-1]['wall']:.0f} s" if shared else ""), flush=True)
     lines += ["## `modelinv demo`", "",
               f"`modelinv demo` in a subprocess, {reps} repetition(s); torch threads per run: {cold[0]['threads']} "
-              f"({'--threads ' + str(args.demo_threads) if args.demo_threads else 'the default: the cores available'}). "
-              "Cold: empty model cache (trains the targets and the judge); warm: the same cache again.", ""]
+              f"({'--threads ' + str(args.demo_threads) if args.demo_threads else 'the default: the cores divided among the runs in parallel'}). "
+              "Cold: empty model cache (trains the targets and the judge); warm: the same cache again. Stage columns are sums "
+              "over the runs; runs in parallel overlap, so a stage sum can exceed the wall time, and the last column "
+              "(wall time not in any stage) is then n/a.", ""]
     body = []
     for name, runs in (("cold", cold), ("warm", warm)) + ((("warm, a busy process beside it", shared),) if shared else ()):
         body.append([name, cells([r["wall"] for r in runs]), cells([r["cpu"] for r in runs]), cells([r["maxrss_mb"] for r in runs])]
                     + [cells([r["stages"].get(s, 0.0) for r in runs]) for s in STAGES]
-                    + [cells([r["wall"] - sum(r["stages"].values()) for r in runs])])
+                    + [cells([r["wall"] - sum(r["stages"].values()) for r in runs])
+                       if all(r["wall"] >= sum(r["stages"].values()) for r in runs) else "n/a (runs in parallel)"])
     lines.append(table(["demo", "wall s", "CPU s", "peak RSS MB", *(f"{s} s" for s in STAGES), "other s (start-up, images, report)"], body))
     lines += ["", "Attack seconds per run (median over repetitions) and quality (PSNR dB, judge top-1) of the cold runs:", ""]
     names = list(cold[0]["attacks"])
