@@ -15,10 +15,12 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from scipy import stats
 
 from modelinv.report.aggregate import fmt, interval, ranks, target_accuracy
 from modelinv.report.audit import cheapest, defense_outcomes, protection, summarize
@@ -320,3 +322,11 @@ def test_the_report_quotes_the_audits_accuracy_floor_when_no_defense_protects(tm
     report = write_report(store(tmp_path / "audit", rows, images=False), verdict=["Model under audit: lenet.safetensors"], accuracy_floor=0.8)
     items = re.findall(r"<li>(.*?)</li>", report.read_text().split("<h2>Verdict</h2>")[1].split("</ul>")[0])
     assert items[-1].startswith("None of the 3 defenses tried") and "accuracy floor 80.0%" in items[-1]
+
+
+def test_interval_is_the_t_interval_of_scipy_stats():
+    for values in ([1.0, 2.0, 3.0], [0.5, 0.7], [2.49, 2.35, 2.64, 2.51, 2.53]):
+        mean, sem = np.mean(values), stats.sem(values)
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem)
+        got = interval(values)
+        assert (got.low, got.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))

@@ -94,6 +94,19 @@ def test_grid_expansion():
     assert len(single) == 1 and single[0].defense is None and single[0].seed == 0
 
 
+def test_runs_whose_attack_models_differ_may_run_at_once():
+    """A decoder learns from the target's answers: inverse-nets at two cuts train two decoders and may run together
+    (the demo's two LeNet runs did not); GMI's GAN learns from public data alone: two targets would train the same one."""
+    def attack_key(attack: str, **changes) -> str:
+        raw = {**SCENARIO, "attacks": [{"name": attack}], **changes}
+        (cfg,) = validate(GridConfig, raw).experiments()
+        return next(k for k in shared_models(cfg) if k.startswith("attack:"))
+
+    conv1 = attack_key("inverse-net", access={"observe": "features", "layer": "conv1"})
+    assert conv1 != attack_key("inverse-net", access={"observe": "features", "layer": "relu2"})
+    assert attack_key("gmi", access={"white_box": "full"}, target={"arch": "lenet"}) == attack_key("gmi", access={"white_box": "full"}, target={"arch": "mlp"})
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """The 2 attacks x 2 defenses x 2 seeds grid on mnist5k, swept on local processes: (directory, config, output).

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for package in ("modelinv", "torch", "numpy", "scikit-learn", "torchmetrics", "safetensors"):
+    for package in ("modelinv", "torch", "numpy", "scikit-learn", "scipy", "safetensors"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:

@@ -78,6 +78,10 @@ class Attack:
     parts of which it must know one, and `queries` says whether the attack submits inputs of its own to
     the observation oracle (rather than only reading the victims' intercepted observations). These are
     class attributes: an attack's requirements do not depend on its parameters. The registry sets `name`.
+    `learns_from_target` says whether a model the attack trains and caches (a decoder, a surrogate) is
+    learned from what the target answers, so that it differs with the target, its defense and the access
+    (the runner may then run such attacks on different targets at once); a model learned from public data
+    alone (a GAN prior) is the same for every target.
     """
 
     name: ClassVar[str]
@@ -85,6 +89,7 @@ class Attack:
     observes: ClassVar[frozenset[str]] = frozenset()
     white_box: ClassVar[frozenset[str]] = frozenset()
     queries: ClassVar[bool] = False
+    learns_from_target: ClassVar[bool] = False
     Params: ClassVar[type[AttackParams]] = AttackParams
 
     @classmethod

@@ -120,6 +120,7 @@ class InverseNet(Attack):
 
     observes = frozenset({"features", "logits", "probs"})
     queries = True
+    learns_from_target = True  # its decoder is trained on the target's answers
     Params = InverseNetParams
 
     def run(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, gen: torch.Generator) -> Reconstruction:

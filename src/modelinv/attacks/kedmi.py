@@ -48,6 +48,7 @@ class KEDMIParams(KEDMIGANConfig, LOMMAParams, AttackParams):
 class KEDMI(GenerativeAttack):
     """KEDMI (Chen et al., ICCV 2021): a target-aware GAN on public data, then a learned latent distribution per class."""
 
+    learns_from_target = True  # its GAN learns from the target's outputs
     Params = KEDMIParams
 
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:

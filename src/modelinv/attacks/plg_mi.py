@@ -39,6 +39,7 @@ class PLGMIParams(PLGGANConfig, LOMMAParams, AttackParams):
 class PLGMI(GenerativeAttack):
     """PLG-MI (Yuan et al., AAAI 2023): a target-guided conditional GAN on pseudo-labelled public data, then latent search."""
 
+    learns_from_target = True  # its GAN learns from the target's pseudo-labels
     Params = PLGMIParams
 
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:

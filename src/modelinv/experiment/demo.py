@@ -18,6 +18,10 @@ from modelinv.validation import validate
 NUM_TARGETS = 32
 """Private test images each demo attack inverts (the library's default is 64): rMLE's cost grows with them, and 32
 show the same picture in the grids; benchmarks attack more."""
+JUDGE = {"arch": "eval-cnn", "train": {"epochs": 10}}
+"""The demo's judge: the default architecture at half the default 20 epochs, which it does not need here (test
+accuracy, seed 0: 0.946 vs 0.944 at 20 on the same-distribution split, 0.978 vs 0.983 cross-domain), saving about
+a quarter of a cold demo's critical path."""
 COLUMNS = ("attack", "model", "layer", "psnr", "ssim", "attack_acc_top1", "queries", "seconds")
 
 
@@ -26,7 +30,7 @@ def demo_configs(seed: int = 0) -> list[ExperimentConfig]:
     lenet_runs = [
         ("rmle", layer, {"observe": "features", "layer": layer, "white_box": "client"}) for layer in ("conv1", "relu2")
     ] + [("inverse-net", layer, {"observe": "features", "layer": layer}) for layer in ("conv1", "relu2")]
-    runs = [{"seed": seed, "target": {"arch": "lenet"}, "access": access, "attack": {"name": attack}, "num_targets": NUM_TARGETS}
+    runs = [{"seed": seed, "target": {"arch": "lenet"}, "access": access, "attack": {"name": attack}, "num_targets": NUM_TARGETS, "evaluator": JUDGE}
             for attack, layer, access in lenet_runs]
     runs.append(
         {
@@ -36,6 +40,7 @@ def demo_configs(seed: int = 0) -> list[ExperimentConfig]:
             "access": {"observe": "features", "layer": "relu1"},
             "attack": {"name": "inverse-net"},
             "num_targets": NUM_TARGETS,
+            "evaluator": JUDGE,
         }
     )
     return [validate(ExperimentConfig, raw) for raw in runs]

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from modelinv.attacks import ATTACKS
 from modelinv.devices import resolve_device
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
@@ -35,12 +36,14 @@ from modelinv.validation import check_output_dir
 
 EXECUTORS = ("local", "ray")
 # The config fields that determine each model a run may train and cache for the runs after it
-# (the default evaluator's architecture follows the target's).
+# (the default evaluator's architecture follows the target's; an attack whose model learns from the target's
+# answers, `Attack.learns_from_target`, trains a different one for each target, defense and access).
 SHARED_MODELS = {
     "target": {"data": True, "target": True, "defense": True, "seed": True, "access": True},
     "evaluator": {"data": True, "target": {"arch"}, "evaluator": True, "seed": True},
     "attack": {"data": True, "attacker_data": True, "attack": True, "seed": True},
 }
+TARGET_DEPENDENT = {"target": True, "defense": True, "access": True}
 
 
 def available_cores() -> int:
@@ -71,7 +74,10 @@ def describe(cfg: ExperimentConfig) -> str:
 
 def shared_models(cfg: ExperimentConfig) -> set[str]:
     """Keys of the models the run may train (target, evaluator, the attack's own): runs sharing a key may train the same model."""
-    return {f"{name}:{json.dumps(cfg.model_dump(mode='json', include=fields), sort_keys=True)}" for name, fields in SHARED_MODELS.items()}
+    fields = dict(SHARED_MODELS)
+    if ATTACKS.get(cfg.attack.name).learns_from_target:
+        fields["attack"] = {**fields["attack"], **TARGET_DEPENDENT}
+    return {f"{name}:{json.dumps(cfg.model_dump(mode='json', include=include), sort_keys=True)}" for name, include in fields.items()}
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -131,7 +137,9 @@ class LocalExecutor:
         return handle.result()
 
     def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+        """No new runs; the idle workers exit on their own while the caller goes on (their interpreters' teardown
+        took seconds of a short grid's wall time when waited for). Runs in flight were already awaited by `execute`."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def ray_client_installed() -> bool:
