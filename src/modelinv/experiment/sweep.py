@@ -91,6 +91,10 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _ready() -> None:
+    """A local worker's first task: nothing; unpickling it has imported this module, so torch and modelinv."""
+
+
 class InlineExecutor:
     """Runs in this process, one at a time, with progress shown: `run`, `demo` and one-worker grids."""
 
@@ -107,6 +111,9 @@ class InlineExecutor:
         except ModelinvError as err:
             future.set_exception(err)
         return future
+
+    def start(self) -> None:
+        """Nothing to start: runs execute in this process."""
 
     def wait(self, handles: list) -> list:
         return handles[:1]
@@ -126,6 +133,11 @@ class LocalExecutor:
         self.threads = threads
         context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+    def start(self) -> None:
+        """Start every worker now (each imports torch and modelinv, seconds) rather than at its first run."""
+        for _ in range(self.slots):
+            self.pool.submit(_ready)
 
     def submit(self, cfg: ExperimentConfig, run_dir: Path):
         return self.pool.submit(run_one, cfg, str(run_dir), self.threads)
@@ -176,6 +188,9 @@ class RayExecutor:
         # both executors compute with the same number of threads and give the same bits.
         self.threads = threads or (1 if address else max(1, available_cores() // self.slots))
         self.task = ray.remote(num_cpus=1)(run_one)
+
+    def start(self) -> None:
+        """Ray starts its workers itself."""
 
     def submit(self, cfg: ExperimentConfig, run_dir: Path):
         return self.task.remote(cfg, str(run_dir), self.threads)
@@ -257,24 +272,27 @@ def run_grid(
     out = check_output_dir(Path(out), "output directory (--out)").resolve()  # workers may run elsewhere, or on another machine of a Ray cluster
     done = previous_runs(out)
     todo = {rid: cfg for rid, cfg in experiments.items() if rid not in done}
-    # layers, access, the number of targets: checked for every run still to do before anything is written or trained
-    check_grid(list(todo.values()), describe=lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})")
-    store = ResultsStore(out)
+    pool = make_executor(executor, address, workers, threads, len(todo)) if todo else None
     try:
-        store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
-        log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
-        if todo:
-            pool = make_executor(executor, address, workers, threads, len(todo))
-            try:
+        if pool is not None:
+            pool.start()  # local workers start (importing torch and modelinv) while the checks below load the data
+        # layers, access, the number of targets: checked for every run still to do before anything is written or trained
+        check_grid(list(todo.values()), describe=lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})")
+        store = ResultsStore(out)
+        try:
+            store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
+            log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
+            if pool is not None:
                 for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs"), start=1):
                     store.record(rid, cfg.model_dump(mode="json"), row, out / "runs" / rid)
                     log(f"  [{count}/{len(todo)}] {describe(cfg)}: done (attack {row['seconds']:.1f} s)")
-            finally:
-                pool.close()
-        rows = {row["run_id"]: row for row in store.rows()}
-        return [rows[rid] for rid in experiments]
+            rows = {row["run_id"]: row for row in store.rows()}
+            return [rows[rid] for rid in experiments]
+        finally:
+            store.close()
     finally:
-        store.close()
+        if pool is not None:
+            pool.close()
 
 
 def previous_runs(out: Path) -> set[str]:
