@@ -58,6 +58,7 @@ from modelinv.validation import validate
 
 LEVELS = (1, 8, 32)
 TARGET_SCALING = 1.5  # issue 18: throughput at 8 clients >= 1.5x that at 1 client on 2 cores
+SINGLE_THREADS = 2  # the one-process server measured beside the workers: `modelinv serve --threads 2`, as before --workers existed
 ATTACKER_DATA = ("public", "uniform-noise")
 KEY_ENV = "MODELINV_SERVE_KEY_{data}_{seed}"
 
@@ -81,11 +82,11 @@ def config(seed: int, attacker_data: str, port: int | None, epochs: int, quick: 
     )
 
 
-def start_server(model_dir: str, db: Path, port: int, threads: int) -> subprocess.Popen:
-    """`modelinv serve` in its own process (clients and server do not share one interpreter lock)."""
+def start_server(model_dir: str, db: Path, port: int, threads: int, workers: int = 1) -> subprocess.Popen:
+    """`modelinv serve` in its own process(es) (clients and server do not share one interpreter lock)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MODELINV_QUIET": "1"}
     command = [sys.executable, "-m", "modelinv.cli", "serve", "--model", model_dir, "--expose", "probs", "--db", str(db),
-               "--reference", "mnist5k", "--port", str(port), "--threads", str(threads)]
+               "--reference", "mnist5k", "--port", str(port), "--threads", str(threads), "--workers", str(workers)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -111,8 +112,35 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    """`clients` threads send `bodies` in turn for `seconds`; throughput and latency percentiles."""
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` and its children that are still running (its workers), from
+    /proc (Linux); None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def one(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return one(pid) + sum(one(int(c)) for c in children)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds all processes of the machine have used since boot, from /proc/stat (Linux); None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: float, server_pid: int | None = None) -> dict:
+    """`clients` threads send `bodies` in turn for `seconds`; throughput, latency percentiles, and the CPU time per
+    request of the server (its processes) and of the clients (this process: the client threads, as the rest idles)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -136,27 +164,36 @@ def load(port: int, token: str, bodies: list[bytes], clients: int, seconds: floa
     for t in threads:
         t.start()
     loadavg = os.getloadavg()[0]
+    server_cpu, client_cpu, busy = cpu_seconds(server_pid) if server_pid else None, time.process_time(), busy_seconds()
     gate.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = cpu_seconds(server_pid) - server_cpu if server_cpu is not None else None
+    others = (busy_seconds() - busy - server_cpu - client_cpu) / wall if busy is not None and server_cpu is not None else None
     lat = np.array([x for per in latencies for x in per]) * 1000
     return {"clients": clients, "requests": len(lat), "failures": sum(failures), "seconds": wall, "per_second": len(lat) / wall,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "mean_ms": float(lat.mean()), "loadavg_1min": loadavg}
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "mean_ms": float(lat.mean()), "loadavg_1min": loadavg,
+            "server_cpu_ms": 1000 * server_cpu / len(lat) if server_cpu is not None else None, "client_cpu_ms": 1000 * client_cpu / len(lat),
+            "other_cores": max(0.0, others) if others is not None else None}
 
 
-def load_study(port: int, token: str, images: np.ndarray, seconds: float, repeats: int) -> list[dict]:
-    """`repeats` repetitions of every level (single images at 1, 8, 32 clients; batches of 64 at 1 client), interleaved."""
+def load_study(servers: dict[str, tuple[int, int]], token: str, images: np.ndarray, seconds: float, repeats: int) -> list[dict]:
+    """`repeats` repetitions of every level (single images at 1, 8, 32 clients; batches of 64 at 1 client) on each
+    of `servers` (name: (port, pid)), levels and servers interleaved within each repetition."""
     singles = [json.dumps({"npy": encode_npy(images[i : i + 1])}).encode() for i in range(len(images))]
     batches = [json.dumps({"npy": encode_npy(images[i : i + 64])}).encode() for i in range(0, len(images) - 64, 64)]
-    load(port, token, singles, 8, 1.0)  # warm-up: threads, connections, allocator
+    for port, _ in servers.values():
+        load(port, token, singles, 8, 1.0)  # warm-up: threads, connections, allocator
     out = []
     for rep in range(repeats):
-        for clients in LEVELS:
-            out.append({"repeat": rep, "batch": 1, **load(port, token, singles, clients, seconds)})
-            print(f"  load rep {rep} clients {clients}: {out[-1]['per_second']:.0f}/s p99 {out[-1]['p99_ms']:.1f} ms", flush=True)
-        out.append({"repeat": rep, "batch": 64, **load(port, token, batches, 1, max(1.0, seconds / 2))})
+        for name, (port, pid) in servers.items():
+            for clients in LEVELS:
+                out.append({"server": name, "repeat": rep, "batch": 1, **load(port, token, singles, clients, seconds, pid)})
+                print(f"  load {name} rep {rep} clients {clients}: {out[-1]['per_second']:.0f}/s p99 {out[-1]['p99_ms']:.1f} ms", flush=True)
+            out.append({"server": name, "repeat": rep, "batch": 64, **load(port, token, batches, 1, max(1.0, seconds / 2), pid)})
     return out
 
 
@@ -218,29 +255,70 @@ def spread(values: list[float], digits: int = 0) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
+def level_table(rows: list[dict]) -> tuple[str, dict[int, list[float]]]:
+    """The single-image table of one server's rows, and per level the throughput ratio to 1 client, per repetition."""
+    reps = sorted({r["repeat"] for r in rows})
+    singles = {c: [r for r in rows if r["batch"] == 1 and r["clients"] == c] for c in LEVELS}
+    ratio = {c: [next(r["per_second"] for r in singles[c] if r["repeat"] == k) / next(r["per_second"] for r in singles[1] if r["repeat"] == k) for k in reps] for c in LEVELS}
+    cpu = lambda group, field: spread([r[field] for r in group], 2) if all(r.get(field) is not None for r in group) else "n/a"  # noqa: E731
+    body = [[c, sum(r["requests"] for r in singles[c]), sum(r["failures"] for r in singles[c]), spread([r["per_second"] for r in singles[c]]),
+             spread(ratio[c], 2), spread([r["p50_ms"] for r in singles[c]], 1), spread([r["p99_ms"] for r in singles[c]], 1),
+             cpu(singles[c], "server_cpu_ms"), cpu(singles[c], "client_cpu_ms")] for c in LEVELS]
+    head = ["clients", "requests", "failures", "predictions/s", "x 1 client", "p50 ms", "p99 ms", "server CPU ms/request", "client CPU ms/request"]
+    return table(head, body), ratio
+
+
+def client_share(rows: list[dict]) -> str:
+    """A sentence on what the client threads cost beside the server, per request (median over `rows`)."""
+    if not rows or any(r.get("server_cpu_ms") is None for r in rows):
+        return ""
+    server, client = statistics.median(r["server_cpu_ms"] for r in rows), statistics.median(r["client_cpu_ms"] for r in rows)
+    return (f" At 8 clients a request costs the server {server:.2f} ms of CPU and the client threads {client:.2f} ms ({100 * client / server:.0f}% of the "
+            "server's), so the clients sharing the cores take only that share from the server.")
+
+
+def per_repetition(rows: list[dict], reps: list[int]) -> list[str]:
+    """Throughput per repetition and level, with what else ran: the cores other processes of the machine used
+    during the level (from /proc/stat), or, in measurements that lack it, the 1-minute load average before it."""
+    others = all(r.get("other_cores") is not None for r in rows)
+    cell = (lambda r: f"{r['per_second']:.0f} ({r['other_cores']:.2f})") if others else (lambda r: f"{r['per_second']:.0f} ({r['loadavg_1min']:.2f})")  # noqa: E731
+    what = "cores used by other processes during the level" if others else "1-minute load average before the level"
+    return [f"Per repetition ({what}):", "",
+            table(["repetition", *(f"{c} clients /s" for c in LEVELS)],
+                  [[k, *(cell(r) for c in LEVELS for r in rows if r["batch"] == 1 and r["clients"] == c and r["repeat"] == k)] for k in reps])]
+
+
 def load_section(measured: dict) -> list[str]:
-    rows = measured["load"]
+    rows = [r for r in measured["load"] if r.get("server", "measured") == "measured"]
+    single = [r for r in measured["load"] if r.get("server") == "one process"]
     reps = sorted({r["repeat"] for r in rows})
     singles = {c: [r for r in rows if r["batch"] == 1 and r["clients"] == c] for c in LEVELS}
     batch = [r for r in rows if r["batch"] == 64]
-    ratio = {c: [next(r["per_second"] for r in singles[c] if r["repeat"] == k) / next(r["per_second"] for r in singles[1] if r["repeat"] == k) for k in reps] for c in LEVELS}
-    loads = [r["loadavg_1min"] for r in rows]
-    body = [[c, sum(r["requests"] for r in singles[c]), sum(r["failures"] for r in singles[c]), spread([r["per_second"] for r in singles[c]]),
-             spread(ratio[c], 2), spread([r["p50_ms"] for r in singles[c]], 1), spread([r["p99_ms"] for r in singles[c]], 1)] for c in LEVELS]
+    loads = [r["loadavg_1min"] for r in measured["load"]]
+    others = [r["other_cores"] for r in measured["load"] if r.get("other_cores") is not None]
+    levels, ratio = level_table(rows)
     single_ms = [r["mean_ms"] for r in singles[1]]
     gain = [s / (b["mean_ms"] / 64) for s, b in zip(single_ms, batch)]
     met = statistics.median(ratio[8]) >= TARGET_SCALING
+    workers = measured.get("server_workers", 1)
+    server = f"`modelinv serve --workers {workers} --threads {measured['server_threads']}` ({workers} processes of {measured['server_threads']} prediction thread{'s' if measured['server_threads'] > 1 else ''}, one torch thread each)" \
+        if workers > 1 else f"`modelinv serve --threads {measured['server_threads']}` (prediction threads, one torch thread each) in its own process"
     lines = [
         "## Load: single-image requests",
         "",
-        f"Server: `modelinv serve --threads {measured['server_threads']}` (prediction threads, one torch thread each) in its own process; "
-        f"clients: threads of the benchmark process with keep-alive connections, sharing the machine's {measured['cores']} available cores with the server. "
+        f"Server: {server}; clients: threads of the benchmark process, each with a keep-alive `http.client` connection sending "
+        f"request bodies built before the measurement, sharing the machine's {measured['cores']} available cores with the server. "
         f"{len(reps)} repetitions of {measured['seconds']:g} s per level, levels interleaved. Cells: median [min, max] over the repetitions "
         f"(with {len(reps)} repetitions the range is a {100 * (1 - 2 * 0.5 ** len(reps)):.0f}% confidence interval of the median). "
-        f"1-minute load average before the measurements: {min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}); "
-        f"a load above {measured['cores']} means other processes competed for the cores and the figures understate a quiet machine.",
+        "CPU per request: user + system time of the server's processes (from /proc) and of the benchmark process (its client threads) "
+        "over the level, divided by the requests answered. "
+        f"1-minute load average before the measurements: {min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}; it counts the "
+        "benchmark's own threads of the level before); " + (
+            f"other processes used {spread(others, 2)} cores during the levels (from /proc/stat, less the server's and the clients' CPU): "
+            "where they used a good part of a core, they competed for the cores and the figures understate a quiet machine."
+            if others else f"a load above {measured['cores']} means other processes competed for the cores and the figures understate a quiet machine."),
         "",
-        table(["clients", "requests", "failures", "predictions/s", "x 1 client", "p50 ms", "p99 ms"], body),
+        levels,
         "",
         "| batch of 64, 1 client | ms per request | ms per image | per-image gain over single requests |",
         "|---|---|---|---|",
@@ -249,11 +327,24 @@ def load_section(measured: dict) -> list[str]:
         f"Target (issue 18): throughput at 8 clients >= {TARGET_SCALING}x that at 1 client on 2 cores: measured {spread(ratio[8], 2)}x, "
         + ("**not met** by the median." if not met else "met by every repetition." if min(ratio[8]) >= TARGET_SCALING
            else f"met by the median, **not by every repetition** (lowest {min(ratio[8]):.2f}x; the machine was shared, see the load averages)."),
+    ]
+    if single:
+        one, one_ratio = level_table(single)
+        lines += [
+            "",
+            f"For comparison, one server process (`modelinv serve --threads {measured.get('single_threads', 2)}`, how the server ran before `--workers`), "
+            "measured in turn with the levels above by the same clients:",
+            "",
+            one,
+            "",
+            "One process answers at most one request's Python at a time (the interpreter lock): HTTP parsing, routing, input checks and "
+            "the query log's transaction are Python, and the prediction threads only overlap the model's few hundred microseconds of "
+            f"torch. So it stays near its one-client rate ({spread(one_ratio[8], 2)}x at 8 clients), whatever `--threads` says; "
+            "worker processes each hold their own lock and use every core." + client_share(singles[8]),
+        ]
+    lines += [
         "",
-        "Per repetition (1-minute load average before each level):",
-        "",
-        table(["repetition", *(f"{c} clients /s (load)" for c in LEVELS)],
-              [[k, *(f"{r['per_second']:.0f} ({r['loadavg_1min']:.2f})" for c in LEVELS for r in singles[c] if r["repeat"] == k)] for k in reps]),
+        *per_repetition(rows, reps),
     ]
     return lines
 
@@ -342,7 +433,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="LeNet training epochs (cached)")
     p.add_argument("--seconds", type=float, default=None, help="duration of each load level (default 8; 2 with --quick)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions of the load levels (at least 3)")
-    p.add_argument("--server-threads", type=int, default=2, help="prediction threads of the server (`modelinv serve --threads`)")
+    p.add_argument("--server-workers", type=int, default=2, help="server processes (`modelinv serve --workers`)")
+    p.add_argument("--server-threads", type=int, default=1, help="prediction threads per server process (`modelinv serve --threads`)")
     p.add_argument("--benign", type=int, default=None, help="benign keys (default 10; 3 with --quick)")
     p.add_argument("--benign-queries", type=int, default=None, help="queries per benign key (default 200; 50 with --quick)")
     p.add_argument("--port", type=int, default=8765, help="loopback port of the served models (part of the configs: keep it to resume)")
@@ -377,13 +469,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)  # the served target is the runner's: same thread count, same cached bits
         db = out / "serve.sqlite"
         store = KeyStore(db)
-        measured = {"command": "python " + " ".join(sys.argv), "seconds": seconds, "server_threads": args.server_threads, "cores": available_cores(),
+        measured = {"command": "python " + " ".join(sys.argv), "seconds": seconds, "server_threads": args.server_threads, "server_workers": args.server_workers,
+                    "cores": available_cores(),
                     "epochs": args.epochs, "port": args.port, "load_seed": seeds[0], "benign_queries": benign_queries}
         benign_ids: list[str] = []
         done = {r["run_id"] for r in benchmark.read(out)} if (out / "results.sqlite").exists() else set()
         for seed in seeds:
             setting = prepare(grids[seed][0])
-            server = start_server(setting.target_meta["path"], db, args.port, args.server_threads)
+            server = start_server(setting.target_meta["path"], db, args.port, args.server_threads, args.server_workers)
+            single = None
             try:
                 for cfg in grids[seed]:
                     if cfg.access.endpoint is not None and run_id(cfg) not in done:  # a finished run keeps the key its traffic was logged under
@@ -392,13 +486,23 @@ def main() -> None:
                 if seed == seeds[0]:
                     images = setting.splits.private_test.x.numpy()
                     load_token, _ = store.create("load-generator")
-                    measured["load"] = load_study(args.port, load_token, images, seconds, args.repeats)
+                    servers = {"measured": (args.port, server.pid)}
+                    if args.server_workers > 1:  # the one-process server, for comparison, measured in turn with the same clients
+                        single = start_server(setting.target_meta["path"], db, args.port + 1, SINGLE_THREADS, 1)
+                        servers["one process"] = (args.port + 1, single.pid)
+                        measured["single_threads"] = SINGLE_THREADS
+                    measured["load"] = load_study(servers, load_token, images, seconds, args.repeats)
+                    if single is not None:
+                        stop_server(single)
+                        single = None
                     measured["test_acc"] = setting.target_meta["metrics"]["test_acc"]
                     benign_ids = benign_study(args.port, store, images, benign, benign_queries, seed)
                     measured["ood"] = ood_study(setting.target_meta["path"], setting.splits, seed)
                 runs.append(benchmark.run(grids[seed], args))
             finally:
                 stop_server(server)
+                if single is not None:
+                    stop_server(single)
         store.close()
         measured["monitor"] = monitor_study(db, attack_names, benign_ids)
         measured_path.write_text(json.dumps(measured, indent=2))

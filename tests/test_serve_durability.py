@@ -4,7 +4,8 @@ query log, and no key is ever answered more inputs than its budget, across the k
 The server runs as its own process on 127.0.0.1; clients are threads of this process sending batches of
 distinct random inputs, each identified by the digest the log stores. The kill comes after a fixed number
 of answered inputs (a count, not a time), 3 times over one database; each restart first exhausts the
-previous key's budget. The load is bounded in requests per client."""
+previous key's budget. The load is bounded in requests per client. Run with one server process and with two
+worker processes (`--workers 2`), whose kill -9 of the parent must take every worker down at once."""
 
 import hashlib
 import os
@@ -28,9 +29,10 @@ from modelinv.serve.keys import KeyStore
 BUDGET, BATCH, CLIENTS, KILL_AFTER, MAX_REQUESTS = 480, 4, 4, 160, 200
 
 
-def start(checkpoint, db, port) -> subprocess.Popen:
+def start(checkpoint, db, port, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "MODELINV_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "modelinv.cli", "serve", "--model", str(checkpoint), "--db", str(db), "--port", str(port), "--threads", "2"]
+    command = [sys.executable, "-m", "modelinv.cli", "serve", "--model", str(checkpoint), "--db", str(db), "--port", str(port),
+               "--threads", "2" if workers == 1 else "1", "--workers", str(workers)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(1200):  # up to 2 minutes of polling on a loaded machine; only readiness is awaited
         if proc.poll() is not None:
@@ -92,6 +94,21 @@ class Load:
         assert not any(t.is_alive() for t in threads)
 
 
+def workers_of(pid: int) -> set[int]:
+    try:
+        return {int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def logged(db, key_id: str) -> list[str]:
     conn = connect(db, create=False)  # opened after the kill: reads what the WAL holds, as a restart would
     try:
@@ -100,8 +117,9 @@ def logged(db, key_id: str) -> list[str]:
         conn.close()
 
 
-@pytest.mark.slow  # four server starts: about a minute on 2 loaded cores
-def test_sigkill_under_load_loses_no_answered_input_and_overruns_no_budget(tmp_path):
+@pytest.mark.slow  # four server starts: about a minute on 2 loaded cores, per setting
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"))])
+def test_sigkill_under_load_loses_no_answered_input_and_overruns_no_budget(tmp_path, workers):
     checkpoint = save_checkpoint(tmp_path / "lenet", build_model("lenet", (1, 28, 28), 10), {})
     db = tmp_path / "serve.sqlite"
     store = KeyStore(db)
@@ -110,7 +128,9 @@ def test_sigkill_under_load_loses_no_answered_input_and_overruns_no_budget(tmp_p
     answered: dict[str, set[str]] = {key.id: set() for _, key in keys}
     for rep in range(4):
         port = free_port()
-        server = start(checkpoint, db, port)
+        server = start(checkpoint, db, port, workers)
+        processes = workers_of(server.pid) if workers > 1 else set()
+        assert len(processes) == (workers if workers > 1 else 0)
         try:
             if rep > 0:  # the restarted server: the previous key spends what is left of its budget, and not one input more
                 token, key = keys[rep - 1]
@@ -129,6 +149,10 @@ def test_sigkill_under_load_loses_no_answered_input_and_overruns_no_budget(tmp_p
             load = Load(port, token, seed=rep)
             load.run(until=KILL_AFTER, kill=server)
             assert server.returncode == -signal.SIGKILL
+            deadline = time.monotonic() + 30
+            while not all(gone(pid) for pid in processes) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert all(gone(pid) for pid in processes), "kill -9 of the server takes its workers down"
             answered[key.id] |= set(load.answered)
             rows = logged(db, key.id)
             assert len(answered[key.id]) >= KILL_AFTER, "the kill came under load"

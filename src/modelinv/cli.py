@@ -406,7 +406,8 @@ def serve(
     max_batch: int = typer.Option(512, "--max-batch", help="most inputs in one request"),
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="largest request body in MiB"),
     seed: int = typer.Option(0, "--seed", help="seed of the server's random numbers (noise defenses)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="predictions computed at once, one torch thread each (default: the available cores)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="predictions computed at once per worker process, one torch thread each (default: the available cores divided among the workers)"),
+    workers: int = typer.Option(1, "--workers", help="server processes sharing the port, the log, the budgets and the rate limits (POSIX); one process answers only as fast as its one interpreter lock allows, so use about one per core"),
     hide_identity: bool = typer.Option(False, "--hide-identity", help="keep the model's identity (architecture, weights digest) out of GET /v1/info; remote runs then cannot check it"),
 ) -> None:
     """Serve a checkpoint over HTTP behind API keys, rate limits and a query monitor (needs the `serve` extra)."""
@@ -418,9 +419,12 @@ def serve(
         raise ModelinvError(f"invalid '--max-body-mb': must be a positive number of MiB (at least one byte), not {max_body_mb}")
     if threads is not None and threads < 1:
         raise ModelinvError(f"invalid '--threads': must be at least 1, not {threads}")
+    if workers < 1:
+        raise ModelinvError(f"invalid '--workers': must be at least 1, not {workers}")
     import torch
     import uvicorn
 
+    from modelinv.experiment.sweep import available_cores
     from modelinv.seeding import seed_everything
     from modelinv.serve.app import create_app
     from modelinv.serve.launch import load_served
@@ -429,10 +433,17 @@ def serve(
     torch.set_num_threads(1)  # concurrency comes from the prediction threads, each computing on one core
     params = parse_assignments(defense_param or [], "--defense-param")
     served, summary = load_served(model, expose, db, defense, params, reference, max_batch, int(max_body_mb * 2**20), hide_identity)
-    console.print(f"serving {summary['arch']} {summary['input_shape']} exposing {expose}" + (f" under {defense}" if defense else "") + f" on http://{host}:{port} (keys and log in {db})")
+    if workers > 1:
+        threads = threads or max(1, available_cores() // workers)
+    processes = f", {workers} worker processes of {threads} prediction threads each" if workers > 1 else ""
+    console.print(f"serving {summary['arch']} {summary['input_shape']} exposing {expose}" + (f" under {defense}" if defense else "") + f" on http://{host}:{port} (keys and log in {db}{processes})")
     if summary["reference"] is not None:
         ref = summary["reference"]
         console.print(f"out-of-distribution statistics from {ref['source']} ({'the training data' if ref['is_training_data'] else 'not the exact training data'}, sha256 {ref['digest'][:12]})")
+    if workers > 1:
+        from modelinv.serve.workers import serve_workers
+
+        raise typer.Exit(serve_workers(served, host, port, workers, threads, seed))
     try:
         uvicorn.run(create_app(served, threads=threads), host=host, port=port, log_level="warning", access_log=False)
     finally:

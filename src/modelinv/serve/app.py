@@ -9,7 +9,9 @@ model's identity (architecture, shape, classes, weights digest) unless it is ser
 
 A prediction is decoded, computed and logged in a pool of `threads` worker threads (the event loop only
 authenticates, rate-limits and reads bodies), and its answer is sent only once its inputs are committed
-to the query log with the key's budget charged (modelinv.serve.querylog).
+to the query log with the key's budget charged (modelinv.serve.querylog). Several processes can serve one
+application each (modelinv.serve.workers); `Served.shared` then gives them one rate limiter and one window of
+recent inputs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import copy
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import anyio
@@ -34,7 +37,7 @@ from modelinv.serve.decode import BadInput, Limits, answer, check_content_type, 
 from modelinv.serve.detectors import Detector, scan
 from modelinv.serve.exposure import describe
 from modelinv.serve.keys import ApiKey, KeyStore
-from modelinv.serve.limits import Limiter
+from modelinv.serve.limits import Limiter, SharedLimiter
 from modelinv.serve.querylog import QueryLog
 
 ERROR = {
@@ -137,6 +140,9 @@ class Served:
     log: QueryLog
     detectors: list[Detector] | None = None
     identity: dict[str, Any] | None = None  # published in GET /v1/info as `model` (see served_identity)
+    shared: Path | None = None
+    """The state directory the worker processes of one server share (modelinv.serve.workers): rate buckets and the
+    query log's window of recent inputs; None for a server of one process. `log` must have been opened with it."""
 
 
 class Refused(Exception):
@@ -179,7 +185,8 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
     )
     model, observer = served.observer.model, served.observer
     model.eval()
-    limiter = Limiter(clock)
+    device = observer.device
+    limiter = SharedLimiter(served.shared / "limits.sqlite", clock) if served.shared is not None else Limiter(clock)
     workers = anyio.CapacityLimiter(threads or available_cores())
     defense = observer.defense
     decimals = defense.params.decimals if defense is not None and defense.name == "round" else None
@@ -200,7 +207,8 @@ def create_app(served: Served, clock: Callable[[], float] = time.monotonic, thre
         """The oracle's answer and the penultimate activation (computed apart when the exposure stops before that layer)."""
         local.captured = []
         try:
-            output = observer.intercept(x)
+            with torch.no_grad():  # as observer.intercept, less its model.eval() per call (done once above)
+                output = torch.cat([observer.observe(part.to(device)) for part in x.split(512)])
             captured = local.captured
         finally:
             local.captured = None

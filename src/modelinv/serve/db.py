@@ -1,8 +1,11 @@
-"""The serving database: one SQLite file holding the API keys, the query log and the monitor's settings."""
+"""The serving database: one SQLite file holding the API keys, the query log and the monitor's settings;
+and `ProcessLock`, which serialises writers among threads and processes."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from modelinv.errors import ModelinvError
@@ -57,3 +60,37 @@ def connect(path: Path, create: bool = True) -> sqlite3.Connection:
 def set_meta(db: sqlite3.Connection, name: str, value: str) -> None:
     with db:
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+
+class ProcessLock:
+    """A lock among the threads of this process and, with `path`, among processes (an exclusive `flock` on that
+    file, released by the kernel when its holder dies, even by kill -9). Waiting for it sleeps in the kernel until
+    the holder releases it, where SQLite's busy handler would poll with sleeps of 1 to 100 ms."""
+
+    def __init__(self, path: Path | None = None):
+        self.thread = threading.Lock()
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path is not None else None
+
+    def __enter__(self) -> "ProcessLock":
+        self.thread.acquire()
+        if self.fd is not None:
+            import fcntl  # POSIX only, as are several worker processes
+
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.thread.release()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
