@@ -19,7 +19,7 @@ import yaml
 
 from helpers import assert_one_line_error, cli, invoke
 from modelinv.experiment.grid import GridConfig, run_id
-from modelinv.experiment.sweep import shared_models
+from modelinv.experiment.sweep import cached_models, shared_models
 from modelinv.report.leaderboard import leaderboard
 from modelinv.results import ResultsStore
 from modelinv.validation import validate
@@ -117,6 +117,25 @@ def swept(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         assert invoke("sweep", config, "--out", out, "--executor", "local", "--workers", 2) == 0
     return out, config, printed.getvalue()
+
+
+def test_models_a_sweep_trained_let_later_runs_share_them_at_once(swept):
+    """Once cached (at the thread count they were trained at), a target and a judge no longer keep the runs that
+    load them from running together; models never trained (another seed) still do, and so does another thread count."""
+    out, _, _ = swept
+    store = ResultsStore(out, create=False)
+    threads = {row["threads"] for row in store.rows()}
+    store.close()
+    assert len(threads) == 1
+    (threads,) = threads
+    experiments = validate(GridConfig, GRID).experiments()
+    ready = cached_models(experiments, threads)
+    for cfg in experiments:
+        keys = {k.split(":", 1)[0] for k in shared_models(cfg) & ready}
+        assert keys == {"target", "evaluator"}, cfg
+    fresh = [cfg.model_copy(update={"seed": 7}) for cfg in experiments[:1]]
+    assert cached_models(fresh, threads) == set()
+    assert cached_models(experiments[:1], threads + 1) == set()
 
 
 def test_local_sweep_then_rerun_computes_nothing(swept, capsys):

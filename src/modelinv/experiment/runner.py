@@ -36,7 +36,7 @@ from modelinv.models import build_model, evaluator_arch_for
 from modelinv.models.contained import ContainedNet
 from modelinv.models.layered import LayeredNet
 from modelinv.models.sklearn_adapter import train_or_fit
-from modelinv.models.store import ModelRequest
+from modelinv.models.store import ModelRequest, is_cached
 from modelinv.models.trainer import accuracy
 from modelinv.models.user import file_digest, load_user_model
 from modelinv.oracle import Features, RemoteOracle, Scores, ThreatModel, WhiteBox, check_identity, connect
@@ -102,7 +102,13 @@ def train_model(
         net = on_device(net, device)
         meta = {"path": str(model.weights), "sha256": file_digest(Path(model.weights)), "cached": True, "metrics": {"test_acc": accuracy(net, test)}}
         return net, meta
-    request = ModelRequest(
+    request = model_request(role, model, data, seed, defense, device)
+    return train_or_fit(request, data, test=test, hooks=defense)  # the store uses hooks only when request.defense is set
+
+
+def model_request(role: str, model: ModelConfig, data: Dataset, seed: int, defense: Defense | None, device: torch.device | str) -> ModelRequest:
+    """What determines the classifier `model` trained on `data` (its cache key), at this process's thread count."""
+    return ModelRequest(
         role=role,
         arch=model.arch,
         input_shape=data.input_shape,
@@ -112,9 +118,28 @@ def train_model(
         args=model.args,
         train=model.train.model_dump(),
         defense=defense.training_spec() if defense else {},
-        device=str(device),
+        device=str(torch.device(device)),
     )
-    return train_or_fit(request, data, test=test, hooks=defense)  # the store uses hooks only when request.defense is set
+
+
+def judge_config(cfg: ExperimentConfig, splits: Splits) -> ModelConfig | None:
+    """The evaluation classifier of a run: the configured one, else the default for images (none for tabular data)."""
+    if cfg.evaluator is not None or not isinstance(splits.private_train, TabularDataset):  # the default judge classifies images
+        return cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
+    return None
+
+
+def trained_before(cfg: ExperimentConfig, splits: Splits, threads: int) -> set[str]:
+    """Which of the run's classifiers ("target", "evaluator") need no training at `threads` torch threads: given
+    weights, or already in the model cache."""
+    device = resolve_device(cfg.device)
+    ready = set()
+    if cfg.target.weights is not None or is_cached(replace(model_request("target", cfg.target, splits.private_train, cfg.seed, make_defense(cfg, splits.private_train), device), threads=threads)):
+        ready.add("target")
+    judge = judge_config(cfg, splits)
+    if judge is None or judge.weights is not None or is_cached(replace(model_request("evaluator", judge, splits.evaluator_train, cfg.seed, None, device), threads=threads)):
+        ready.add("evaluator")
+    return ready
 
 
 def weights_sha256(meta: dict[str, Any] | None) -> str | None:
@@ -169,8 +194,8 @@ def prepare(cfg: ExperimentConfig) -> Setting:
     target, target_meta = train_model("target", cfg.target, splits.private_train, splits.private_test, cfg.seed, defense, device)
     timings["target"] = time.perf_counter() - start
     evaluator, evaluator_meta = None, None
-    if cfg.evaluator is not None or not isinstance(splits.private_train, TabularDataset):  # the default judge classifies images
-        judge = cfg.evaluator or ModelConfig(arch=evaluator_arch_for(cfg.target.arch), train={"epochs": 20})
+    judge = judge_config(cfg, splits)
+    if judge is not None:
         start = time.perf_counter()
         evaluator, evaluator_meta = train_model("evaluator", judge, splits.evaluator_train, splits.private_test, cfg.seed, device=device)
         timings["evaluator"] = time.perf_counter() - start

@@ -12,9 +12,11 @@ On a Ray cluster of several machines, the output directory and $MODELINV_CACHE m
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,7 +31,8 @@ from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import GridConfig, run_id
 from modelinv.experiment.preflight import check_grid
-from modelinv.experiment.runner import check_names, run_experiment, write_run
+from modelinv.experiment.runner import check_names, load_splits, run_experiment, trained_before, write_run
+from modelinv.experiment.text import is_text
 from modelinv.metrics import METRICS
 from modelinv.results import DATABASE, ResultsStore, defense_label
 from modelinv.validation import check_output_dir
@@ -81,7 +84,9 @@ def shared_models(cfg: ExperimentConfig) -> set[str]:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Worker initialiser: exit when the sweep process dies (killed), rather than linger as an orphan."""
+    """Worker initialiser: exit when the sweep process dies (killed), rather than linger as an orphan; and, once
+    the pool has let the worker go (its results sent, multiprocessing's own exit work done), exit without the
+    interpreter's teardown of torch and every module, which the sweep process waits for at its own exit (seconds)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -89,6 +94,13 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _ready() -> None:
@@ -211,12 +223,29 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def execute(executor, todo: dict[str, ExperimentConfig], runs_dir: Path) -> Iterator[tuple[str, ExperimentConfig, dict[str, Any]]]:
+def cached_models(configs: list[ExperimentConfig], threads: int) -> set[str]:
+    """The `shared_models` keys of the targets and evaluators already in the model cache (or given as weights) at
+    `threads` torch threads: runs sharing only these keys load the same model and may run at once."""
+    ready: set[str] = set()
+    splits: dict[str, Any] = {}
+    for cfg in configs:
+        if is_text(cfg):
+            continue
+        data = json.dumps(cfg.model_dump(mode="json", include={"data": True, "seed": True}), sort_keys=True)
+        if data not in splits:
+            splits[data] = load_splits(cfg.data, cfg.seed)
+        roles = trained_before(cfg, splits[data], threads)
+        ready |= {key for key in shared_models(cfg) if key.split(":", 1)[0] in roles}
+    return ready
+
+
+def execute(executor, todo: dict[str, ExperimentConfig], runs_dir: Path, trained: set[str] | None = None) -> Iterator[tuple[str, ExperimentConfig, dict[str, Any]]]:
     """Yield (run_id, config, row) as runs finish, at most `executor.slots` at once, in grid order where
-    possible but never two runs that may train the same model. After a run fails, nothing new starts;
-    the runs in flight finish (and are yielded), then the failure is raised naming the run."""
+    possible but never two runs that may train the same model (`trained`: keys of models no run needs to train).
+    After a run fails, nothing new starts; the runs in flight finish (and are yielded), then the failure is raised
+    naming the run."""
     pending = dict(todo)
-    trained: set[str] = set()
+    trained = set(trained or ())
     running: dict[Any, tuple[str, ExperimentConfig, set[str]]] = {}
     failure: ModelinvError | None = None
     while pending or running:
@@ -283,7 +312,8 @@ def run_grid(
             store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
             log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
             if pool is not None:
-                for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs"), start=1):
+                ready = cached_models(list(todo.values()), pool.threads) if pool.slots > 1 else set()
+                for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs", ready), start=1):
                     store.record(rid, cfg.model_dump(mode="json"), row, out / "runs" / rid)
                     log(f"  [{count}/{len(todo)}] {describe(cfg)}: done (attack {row['seconds']:.1f} s)")
             rows = {row["run_id"]: row for row in store.rows()}

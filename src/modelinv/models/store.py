@@ -343,6 +343,16 @@ def _load_artifact(
     return modules, {**meta, "weights_sha256": hashes}
 
 
+def artifact_dir(request: ModelRequest, cache_dir: Path | None = None) -> Path:
+    """Where the cache keeps what `request` describes."""
+    return Path(cache_dir or default_cache_dir()) / "models" / f"{request.arch}-{request.key()}"
+
+
+def is_cached(request: ModelRequest, cache_dir: Path | None = None) -> bool:
+    """Whether the cache holds an artifact for `request` (not verified here: `cached` verifies it when loading)."""
+    return (artifact_dir(request, cache_dir) / INDEX).exists()
+
+
 def cached(
     request: ModelRequest,
     produce: Callable[[], tuple[dict[str, nn.Module], dict[str, Any]]],
@@ -365,7 +375,7 @@ def cached(
     The metadata has `cached`, `path`, `request`, `metrics`, `seconds` and `weights_sha256` (module name -> the
     SHA-256 of its weights file).
     """
-    directory = Path(cache_dir or default_cache_dir()) / "models" / f"{request.arch}-{request.key()}"
+    directory = artifact_dir(request, cache_dir)
     index = directory / INDEX
     if index.exists():
         try:
