@@ -19,6 +19,7 @@ import yaml
 
 from helpers import assert_one_line_error, cli, invoke
 from modelinv.experiment.grid import GridConfig, run_id
+from modelinv.experiment.preflight import check_grid
 from modelinv.experiment.sweep import cached_models, shared_models
 from modelinv.report.leaderboard import leaderboard
 from modelinv.results import ResultsStore
@@ -129,13 +130,13 @@ def test_models_a_sweep_trained_let_later_runs_share_them_at_once(swept):
     assert len(threads) == 1
     (threads,) = threads
     experiments = validate(GridConfig, GRID).experiments()
-    ready = cached_models(experiments, threads)
+    ready = cached_models(experiments, check_grid(experiments), threads)
     for cfg in experiments:
         keys = {k.split(":", 1)[0] for k in shared_models(cfg) & ready}
         assert keys == {"target", "evaluator"}, cfg
     fresh = [cfg.model_copy(update={"seed": 7}) for cfg in experiments[:1]]
-    assert cached_models(fresh, threads) == set()
-    assert cached_models(experiments[:1], threads + 1) == set()
+    assert cached_models(fresh, check_grid(fresh), threads) == set()
+    assert cached_models(experiments[:1], check_grid(experiments[:1]), threads + 1) == set()
 
 
 def test_local_sweep_then_rerun_computes_nothing(swept, capsys):

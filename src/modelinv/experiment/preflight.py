@@ -25,6 +25,11 @@ from modelinv.models.user import load_user_model
 from modelinv.seeding import seeded
 
 
+def data_key(cfg: ExperimentConfig) -> str:
+    """What determines a run's data splits (its data config and seed): runs with the same key share their splits."""
+    return _key(cfg, "data", "seed")
+
+
 def _key(cfg: ExperimentConfig, *fields: str) -> str:
     return json.dumps(cfg.model_dump(mode="json", include=set(fields)), sort_keys=True)
 
@@ -63,8 +68,9 @@ def check_run(cfg: ExperimentConfig, splits: Splits, target: LayeredNet) -> None
             )
 
 
-def check_grid(configs: list[ExperimentConfig], describe=lambda cfg: "") -> None:
-    """`check_run` for every config, loading each distinct data split and target once; an error names the run by `describe(cfg)`."""
+def check_grid(configs: list[ExperimentConfig], describe=lambda cfg: "") -> dict[str, Splits]:
+    """`check_run` for every config, loading each distinct data split and target once; an error names the run by
+    `describe(cfg)`. Returns the splits loaded, by `data_key`."""
     splits: dict[str, Splits] = {}
     targets: dict[str, Any] = {}
     for cfg in configs:
@@ -72,13 +78,14 @@ def check_grid(configs: list[ExperimentConfig], describe=lambda cfg: "") -> None
             if is_text(cfg):  # text targets have their own data and model registry
                 check_text_run(cfg)
                 continue
-            data_key = _key(cfg, "data", "seed")
-            if data_key not in splits:
-                splits[data_key] = load_splits(cfg.data, cfg.seed)
-            target_key = data_key + _key(cfg, "target")
+            data = data_key(cfg)
+            if data not in splits:
+                splits[data] = load_splits(cfg.data, cfg.seed)
+            target_key = data + _key(cfg, "target")
             if target_key not in targets:
-                targets[target_key] = untrained_target(cfg, splits[data_key])
-            check_run(cfg, splits[data_key], targets[target_key])
+                targets[target_key] = untrained_target(cfg, splits[data])
+            check_run(cfg, splits[data], targets[target_key])
         except ModelinvError as err:
             name = describe(cfg)
             raise (ModelinvError(f"{name}: {err}") if name else err) from None
+    return splits

@@ -26,12 +26,13 @@ from typing import Any, Callable, Iterator
 import torch
 
 from modelinv.attacks import ATTACKS
+from modelinv.data.types import Splits
 from modelinv.devices import resolve_device
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import GridConfig, run_id
-from modelinv.experiment.preflight import check_grid
-from modelinv.experiment.runner import check_names, load_splits, run_experiment, trained_before, write_run
+from modelinv.experiment.preflight import check_grid, data_key
+from modelinv.experiment.runner import check_names, run_experiment, trained_before, write_run
 from modelinv.experiment.text import is_text
 from modelinv.metrics import METRICS
 from modelinv.results import DATABASE, ResultsStore, defense_label
@@ -223,19 +224,15 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def cached_models(configs: list[ExperimentConfig], threads: int) -> set[str]:
+def cached_models(configs: list[ExperimentConfig], splits: dict[str, Splits], threads: int) -> set[str]:
     """The `shared_models` keys of the targets and evaluators already in the model cache (or given as weights) at
-    `threads` torch threads: runs sharing only these keys load the same model and may run at once."""
+    `threads` torch threads, from the runs' `splits` (as `check_grid` returns them): runs sharing only these keys
+    load the same model and may run at once."""
     ready: set[str] = set()
-    splits: dict[str, Any] = {}
     for cfg in configs:
-        if is_text(cfg):
-            continue
-        data = json.dumps(cfg.model_dump(mode="json", include={"data": True, "seed": True}), sort_keys=True)
-        if data not in splits:
-            splits[data] = load_splits(cfg.data, cfg.seed)
-        roles = trained_before(cfg, splits[data], threads)
-        ready |= {key for key in shared_models(cfg) if key.split(":", 1)[0] in roles}
+        if not is_text(cfg):
+            roles = trained_before(cfg, splits[data_key(cfg)], threads)
+            ready |= {key for key in shared_models(cfg) if key.split(":", 1)[0] in roles}
     return ready
 
 
@@ -306,13 +303,13 @@ def run_grid(
         if pool is not None:
             pool.start()  # local workers start (importing torch and modelinv) while the checks below load the data
         # layers, access, the number of targets: checked for every run still to do before anything is written or trained
-        check_grid(list(todo.values()), describe=lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})")
+        splits = check_grid(list(todo.values()), describe=lambda cfg: f"run {run_id(cfg)} ({describe(cfg)})")
         store = ResultsStore(out)
         try:
             store.record_sweep(command, [cfg.model_dump(mode="json") for cfg in experiments.values()])
             log(f"{len(experiments)} runs: {len(experiments) - len(todo)} finished before, {len(todo)} to run")
             if pool is not None:
-                ready = cached_models(list(todo.values()), pool.threads) if pool.slots > 1 else set()
+                ready = cached_models(list(todo.values()), splits, pool.threads) if pool.slots > 1 else set()
                 for count, (rid, cfg, row) in enumerate(execute(pool, todo, out / "runs", ready), start=1):
                     store.record(rid, cfg.model_dump(mode="json"), row, out / "runs" / rid)
                     log(f"  [{count}/{len(todo)}] {describe(cfg)}: done (attack {row['seconds']:.1f} s)")

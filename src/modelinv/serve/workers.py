@@ -46,6 +46,7 @@ from typing import Callable
 import numpy as np
 
 from modelinv.errors import ModelinvError
+from modelinv.seeding import seed_everything
 from modelinv.serve.app import Served, create_app
 from modelinv.serve.keys import KeyStore
 from modelinv.serve.querylog import QueryLog
@@ -215,7 +216,6 @@ def serve_workers(served: Served, host: str, port: int, workers: int, threads: i
 
     if not hasattr(os, "fork"):
         raise ModelinvError("--workers above 1 needs a POSIX system (os.fork); use --workers 1")
-    from modelinv.seeding import seed_everything
 
     sockets = listen(host, port, workers)
     shared = state_dir(served.log.path)
