@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
-from modelinv.experiment.sweep import available_cores, run_grid
+from modelinv.experiment.sweep import available_cores, previous_runs, run_grid, run_id
 from modelinv.results import ResultsStore
 
 
@@ -50,8 +50,8 @@ def load() -> dict[str, float]:
 
 @dataclass
 class Run:
-    """One benchmark invocation: its rows, the command that ran it (None with --render: the store's recorded
-    commands say what computed the rows), its wall time and the machine load around it."""
+    """One benchmark invocation: its rows, the command that ran it (None with --render, or when every row was
+    stored before: the store's recorded commands say what computed the rows), its wall time and the machine load around it."""
 
     rows: list[dict[str, Any]]
     command: str | None
@@ -70,7 +70,9 @@ def run(grid: Sequence[ExperimentConfig], args: argparse.Namespace, out: Path | 
         wanted = [c.model_dump(mode="json") for c in grid]
         rows = [r for r in read(out) if r["config"] in wanted]
     else:
-        rows = run_grid(list(grid), out, workers=args.workers, threads=args.threads, command=command, log=print)
+        if {run_id(c) for c in grid} <= previous_runs(out):
+            command = None  # nothing left to compute: the table is rendered from the stored runs
+        rows = run_grid(list(grid), out, workers=args.workers, threads=args.threads, command=command or "", log=print)
     store = ResultsStore(out, create=False)
     try:
         recorded = list(dict.fromkeys(s["command"] for s in store.sweeps() if s["command"]))
