@@ -13,12 +13,13 @@ modelinv's MI-Face beside ART's on the same model.
 - floors: the time of one optimisation step of rMLE (LeNet conv1 and relu2), MI-Face (LeNet), GMI's latent
   search and the inverse network's training step, measured as the difference between two runs of the attack's own
   loop with different step counts (so set-up is excluded), divided by one forward+backward pass of the same
-  model(s) on the same batch (the floor: what any implementation must compute per step).
+  model(s) on the same batch (the floor: what any implementation must compute per step); and the input gradient
+  of single-channel convolutions, torch's kernel against the one modelinv's models use.
 - art: modelinv `mi-face` and ART's `MIFace` (adversarial-robustness-toolbox, a benchmark-only extra) on the same
   MLP target (mnist5k, private digits 0-4, 2 inversions per class), judged by the same evaluation classifier:
   seconds, seconds per step, knn_ratio and judge top-1 at equal step budgets, and ART at its defaults.
 
-Every figure is the median of the repetitions (each listed), with the torch thread count and the load average.
+Every figure is the median of the repetitions (each listed; the floors' timings each the best of several calls), with the torch thread count and the load average.
 Timings are ratios measured in one run where they are compared; absolute seconds depend on the machine and its load.
 """
 
@@ -42,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from modelinv.attacks import ATTACKS, Targets
-from modelinv.attacks.feature_inversion import invert_features
+from modelinv.attacks.feature_inversion import RMLEParams, invert_features, schedule
 from modelinv.attacks.gmi import GMI
 from modelinv.attacks.inverse_net import make_decoder
 from modelinv.data.types import ImageDataset
@@ -51,6 +52,7 @@ from modelinv.experiment.runner import attack_targets, build_threat, prepare
 from modelinv.experiment.sweep import available_cores
 from modelinv.metrics import MetricInputs, compute
 from modelinv.models import build_model
+from modelinv.models.conv import Conv2d
 from modelinv.oracle import Features, ThreatModel, WhiteBox
 from modelinv.report.aggregate import fmt
 from modelinv.report.benchmark import load
@@ -156,35 +158,66 @@ def demo_part(args, work: Path, lines: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------- floors
 
 
-def timed(fn: Callable[[], object], reps: int) -> float:
-    """Median seconds of `fn()` over `reps` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return median(times)
+def step_and_floor(run: Callable[[int], object], loss: Callable[[], torch.Tensor], short: int, long: int, reps: int, trials: int, inner: int = 20) -> dict:
+    """Seconds per step of a loop (from its runs of `short` and `long` steps, so set-up cancels) and of its
+    floor, one forward+backward `loss().backward()`. In each of `reps` repetitions the three are timed in turn,
+    `trials` times, and each keeps its best: the step and its floor see the same machine load. Returns the medians
+    over the repetitions and each repetition's step/floor ratio."""
 
-
-def per_step(run: Callable[[int], object], short: int, long: int, reps: int) -> float:
-    """Seconds per step of a loop, from runs of `short` and `long` steps (set-up cancels)."""
-    return (timed(lambda: run(long), reps) - timed(lambda: run(short), reps)) / (long - short)
-
-
-def floor(fn: Callable[[], torch.Tensor], reps: int, inner: int = 20) -> float:
-    """Median seconds of one forward+backward `fn()` (which returns the loss to differentiate)."""
-
-    def many():
+    def floor() -> None:
         for _ in range(inner):
-            fn().backward()
+            loss().backward()
 
-    return timed(many, reps) / inner
+    run(short), floor()  # warm-up
+    steps, floors = [], []
+    for _ in range(reps):
+        times: dict[str, list[float]] = {"long": [], "short": [], "floor": []}
+        for _ in range(trials):
+            for key, fn in (("long", lambda: run(long)), ("short", lambda: run(short)), ("floor", floor)):
+                start = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - start)
+        steps.append((min(times["long"]) - min(times["short"])) / (long - short))
+        floors.append(min(times["floor"]) / inner)
+    ratios = [a / b for a, b in zip(steps, floors)]
+    return {"step": median(steps), "floor": median(floors), "ratio": median(ratios), "ratios": ratios}
+
+
+def floor_row(name: str, batch: int, m: dict, target: float | None) -> list:
+    return [name, batch, m["step"] * 1e3, m["floor"] * 1e3, cells(m["ratios"]), target]
+
+
+def conv_gradient_rows(reps: int, trials: int) -> list[list]:
+    """The input gradient of single-channel convolutions: torch's kernel (a plain `nn.Conv2d`) against
+    modelinv's `Conv2d` path (models/conv.py), for the first convolutions of the zoo's grayscale models."""
+    rows = []
+    for name, geometry, size in (("LeNet conv1, 1->8 5x5", (1, 8, 5), 28), ("cnn-split conv1, 1->32 3x3", (1, 32, 3), 28),
+                                 ("DCGAN critic conv1, 1->16 4x4 stride 2", (1, 16, 4, 2, 1), 28)):
+        torch.manual_seed(0)
+        plain = torch.nn.Conv2d(*geometry).requires_grad_(False)
+        ours = Conv2d(*geometry).requires_grad_(False)
+        ours.load_state_dict(plain.state_dict())
+        x = torch.rand(32, 1, size, size, requires_grad=True)
+        times: dict[str, list[float]] = {"torch": [], "modelinv": []}
+        for _ in range(reps):
+            best = {"torch": math.inf, "modelinv": math.inf}
+            for _ in range(trials):
+                for key, conv in (("torch", plain), ("modelinv", ours)):
+                    start = time.perf_counter()
+                    for _ in range(20):
+                        conv(x).sum().backward()
+                    best[key] = min(best[key], (time.perf_counter() - start) / 20)
+            for key in times:
+                times[key].append(best[key])
+        rows.append([name, 32, median(times["torch"]) * 1e3, median(times["modelinv"]) * 1e3,
+                     cells([a / b for a, b in zip(times["torch"], times["modelinv"])])])
+    return rows
 
 
 def floors_part(args, lines: list[str]) -> None:
     torch.set_num_threads(args.threads)
     reps = 1 if args.quick else args.reps
+    trials = 1 if args.quick else args.trials
     scale = 0.25 if args.quick else 1.0
     gen = torch.Generator().manual_seed(0)
     lenet = build_model("lenet", (1, 28, 28), 10).eval().requires_grad_(False)
@@ -194,31 +227,30 @@ def floors_part(args, lines: list[str]) -> None:
     for layer in ("conv1", "relu2"):
         observed = lenet.features(x64, layer).detach()
         f1 = lambda x, layer=layer: lenet.features(x, layer)  # noqa: E731
-        step = per_step(lambda n, f1=f1, observed=observed: invert_features(f1, observed, (1, 28, 28), 1e-2, n, 1e-2), int(50 * scale), int(250 * scale), reps)
+        steps = schedule(lenet, layer, RMLEParams())  # the paper's schedule at this cut (TV only at the deep cut)
         x = x64.clone().requires_grad_()
-        base = floor(lambda f1=f1, x=x, observed=observed: (f1(x) - observed).pow(2).mean(), reps)
-        body.append([f"rMLE step, LeNet {layer}", 64, step * 1e3, base * 1e3, step / base, 1.3])
+        m = step_and_floor(lambda n, f1=f1, observed=observed, steps=steps: invert_features(f1, observed, (1, 28, 28), steps["lr"], n, steps["tv_weight"]),
+                           lambda f1=f1, x=x, observed=observed: (f1(x) - observed).pow(2).mean(), int(50 * scale), int(250 * scale), reps, trials)
+        body.append(floor_row(f"rMLE step, LeNet {layer} (lr {steps['lr']:g}, TV weight {steps['tv_weight']:g})", 64, m, 1.3))
 
     classes = torch.arange(10).repeat_interleave(2)
     threat = ThreatModel(white_box=WhiteBox(lenet))
     mi_face = lambda n: ATTACKS.get("mi-face")(iterations=n, window=n + 1)(threat, Targets(classes=classes), None, seed=0)  # noqa: E731
-    step = per_step(mi_face, int(50 * scale), int(250 * scale), reps)
     x = torch.rand(len(classes), 1, 28, 28, generator=gen, requires_grad=True)
-    base = floor(lambda: F.cross_entropy(lenet(x), classes), reps)
-    body.append(["MI-Face step, LeNet (20 images)", len(classes), step * 1e3, base * 1e3, step / base, 1.3])
+    m = step_and_floor(mi_face, lambda: F.cross_entropy(lenet(x), classes), int(50 * scale), int(250 * scale), reps, trials)
+    body.append(floor_row("MI-Face step, LeNet (20 images)", len(classes), m, 1.3))
 
     g = build_model("dcgan-generator", (1, 28, 28), 0, latent_dim=100, width=16).eval().requires_grad_(False)
     d = build_model("dcgan-discriminator", (1, 28, 28), 0, outputs=1, width=16).eval().requires_grad_(False)
     z0, y = torch.randn(64, 100, generator=gen), torch.arange(64) % 10
-    step = per_step(lambda n: GMI(iterations=n).descend(g, d, lenet, None, z0, y, lambda **_: None), int(10 * scale) or 2, int(50 * scale), reps)
     z = z0.clone().requires_grad_()
 
     def gmi_loss() -> torch.Tensor:
         images = g(z)
         return -d(images).mean() + F.cross_entropy(lenet(images), y)
 
-    base = floor(gmi_loss, reps)
-    body.append(["GMI latent step (generator, critic, LeNet)", 64, step * 1e3, base * 1e3, step / base, None])
+    m = step_and_floor(lambda n: GMI(iterations=n).descend(g, d, lenet, None, z0, y, lambda **_: None), gmi_loss, int(10 * scale) or 2, int(50 * scale), reps, trials)
+    body.append(floor_row("GMI latent step (generator, critic, LeNet)", 64, m, None))
 
     data = torch.rand(1024, 1, 28, 28, generator=gen)
 
@@ -239,17 +271,25 @@ def floors_part(args, lines: list[str]) -> None:
 
     epochs_short, epochs_long = 1, (2 if args.quick else 4)
     steps_per_epoch = math.ceil(len(data) / 64)
-    step = (timed(lambda: from_data(epochs_long), reps) - timed(lambda: from_data(epochs_short), reps)) / ((epochs_long - epochs_short) * steps_per_epoch)
     obs = lenet.features(data[:64], "relu2")
     decoder = make_decoder(tuple(obs.shape[1:]), (1, 28, 28), 64, 1024).train()
-    base = floor(lambda: F.mse_loss(decoder(obs), data[:64]), reps)
-    body.append(["inverse-net training step, LeNet relu2 (Adam)", 64, step * 1e3, base * 1e3, step / base, 1.5])
+    m = step_and_floor(lambda n: from_data(epochs_short + (n - 1) // steps_per_epoch), lambda: F.mse_loss(decoder(obs), data[:64]),
+                       1, 1 + (epochs_long - epochs_short) * steps_per_epoch, reps, trials)
+    body.append(floor_row("inverse-net training step, LeNet relu2 (Adam)", 64, m, 1.5))
 
     lines += ["## Attack steps against the forward+backward floor", "",
-              f"torch threads {torch.get_num_threads()}; {reps} repetition(s), medians. A step's time is the difference of two runs of the "
-              "attack's own loop (so set-up cancels); the floor is one forward and backward pass of the same model(s) on the same batch. "
-              "The optimiser update, clipping and progress reporting are what a step adds to its floor.", ""]
+              f"torch threads {torch.get_num_threads()}; {reps} repetition(s); in each, the loop's two runs and its floor are timed in turn, "
+              f"{trials} times, and each keeps its best (noise on a shared machine only adds time); the columns are medians over "
+              "the repetitions and the ratio is listed per repetition. A step's time is the difference of two runs of the attack's own "
+              "loop with different step counts (so set-up cancels); the floor is one forward and backward pass of the same model(s) on "
+              "the same batch. The loss, prior, optimiser update, clipping and progress reporting are what a step adds to its floor. "
+              "rMLE runs each cut's own schedule (He et al.: lr 1e-2 without TV at the shallow cut, 1e-3 with TV at the deep one).", ""]
     lines.append(table(["loop", "batch", "ms per step", "floor ms", "step / floor", "target ratio"], body))
+    lines += ["", "The input gradient of a single-channel convolution (forward + backward to the input, frozen weights), "
+              "which dominates the floors above: torch's CPU kernel (a plain `nn.Conv2d`, oneDNN) against the path of "
+              "`modelinv.models.conv.Conv2d` that the zoo's models use (the fold of W^T dY; same gradient up to rounding). "
+              "Same repetitions and best-of as above.", ""]
+    lines.append(table(["convolution", "batch", "torch ms", "modelinv ms", "speed-up"], conv_gradient_rows(reps, trials)))
     lines.append("")
 
 
@@ -324,6 +364,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results" / "speed.md", help="the Markdown written")
     p.add_argument("--parts", nargs="+", choices=["demo", "shared", "floors", "art"], default=["demo", "shared", "floors", "art"])
     p.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported; 1 with --quick)")
+    p.add_argument("--trials", type=int, default=5, help="timed calls per repetition of a floor measurement, the best kept (1 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the floors and the ART comparison (default 1)")
     p.add_argument("--demo-threads", type=int, default=None, help="--threads given to the demo (default: the demo's own default)")
     p.add_argument("--quick", action="store_true", help="one repetition, fewer steps")

@@ -67,7 +67,7 @@ def invert_features(
     with progress_bar(desc, iterations) as advance:
         for _ in range(iterations):
             feature_loss = (f1(x) - observed).pow(2).flatten(1).mean(1)
-            loss = (feature_loss + tv_weight * total_variation(x)).sum()
+            loss = (feature_loss + tv_weight * total_variation(x)).sum() if tv_weight else feature_loss.sum()  # same gradient, no TV work
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

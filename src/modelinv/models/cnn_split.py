@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from modelinv.models.conv import Conv2d
 from modelinv.models.layered import LayeredNet, flat_size
 from modelinv.models.registry import MODELS
 
@@ -12,9 +13,9 @@ from modelinv.models.registry import MODELS
 def cnn_split(input_shape, num_classes) -> LayeredNet:
     """Client: conv 32@3x3, ReLU, conv 64@3x3, ReLU, maxpool, Linear->500, Tanh | server: 500->128, ReLU, ->classes."""
     conv = [
-        ("conv1", nn.Conv2d(input_shape[0], 32, 3)),
+        ("conv1", Conv2d(input_shape[0], 32, 3)),
         ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(32, 64, 3)),
+        ("conv2", Conv2d(32, 64, 3)),
         ("relu2", nn.ReLU()),
         ("pool", nn.MaxPool2d(2)),
     ]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from modelinv.models.conv import Conv2d
 from modelinv.models.layered import LayeredNet, flat_size
 from modelinv.models.registry import MODELS
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
 
 @MODELS.register("eval-cnn", family="image")

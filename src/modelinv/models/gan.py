@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from modelinv.errors import ModelinvError
+from modelinv.models.conv import Conv2d
 from modelinv.models.registry import MODELS
 
 
@@ -36,7 +37,7 @@ class Generator(nn.Module):
         self.body = nn.Sequential(
             nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, c, 3, 1, 1),
+            Conv2d(width, c, 3, 1, 1),
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,9 +55,9 @@ class Discriminator(nn.Module):
         super().__init__()
         c, h, w = _check_size(image_shape)
         self.body = nn.Sequential(
-            nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 4 * width, 3, 1, 1), nn.LeakyReLU(0.2),
+            Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+            Conv2d(2 * width, 4 * width, 3, 1, 1), nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
         features = 4 * width * (h // 4) * (w // 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from modelinv.models.conv import Conv2d
 from modelinv.models.layered import LayeredNet, flat_size
 from modelinv.models.registry import MODELS
 
@@ -13,10 +14,10 @@ def lenet(input_shape, num_classes) -> LayeredNet:
     """LeNet: conv1 8@5x5, ReLU, pool, conv2 16@5x5, ReLU, pool, fc 120, 84, classes."""
     channels = input_shape[0]
     conv = [
-        ("conv1", nn.Conv2d(channels, 8, 5)),
+        ("conv1", Conv2d(channels, 8, 5)),
         ("relu1", nn.ReLU()),
         ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(8, 16, 5)),
+        ("conv2", Conv2d(8, 16, 5)),
         ("relu2", nn.ReLU()),
         ("pool2", nn.MaxPool2d(2)),
     ]

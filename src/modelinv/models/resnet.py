@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from modelinv.models.conv import Conv2d
 from modelinv.models.layered import LayeredNet
 from modelinv.models.registry import MODELS
 
@@ -14,16 +15,16 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            Conv2d(cin, cout, 3, stride, 1, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            Conv2d(cout, cout, 3, 1, 1, bias=False),
             nn.BatchNorm2d(cout),
         )
         self.shortcut = (
             nn.Identity()
             if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            else nn.Sequential(Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         )
         self.relu = nn.ReLU()
 
@@ -35,7 +36,7 @@ class BasicBlock(nn.Module):
 def resnet(input_shape, num_classes, width: int = 16, blocks: int = 1) -> LayeredNet:
     """ResNet with three stages of `blocks` basic blocks (widths w, 2w, 4w); ResNet-8 by default."""
     stages: list[tuple[str, nn.Module]] = [
-        ("stem", nn.Sequential(nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()))
+        ("stem", nn.Sequential(Conv2d(input_shape[0], width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()))
     ]
     cin = width
     for i, cout in enumerate((width, 2 * width, 4 * width), start=1):
