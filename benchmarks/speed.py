@@ -15,9 +15,10 @@ modelinv's MI-Face beside ART's on the same model.
   loop with different step counts (so set-up is excluded), divided by one forward+backward pass of the same
   model(s) on the same batch (the floor: what any implementation must compute per step); and the input gradient
   of single-channel convolutions, torch's kernel against the one modelinv's models use.
-- art: modelinv `mi-face` and ART's `MIFace` (adversarial-robustness-toolbox, a benchmark-only extra) on the same
-  MLP target (mnist5k, private digits 0-4, 2 inversions per class), judged by the same evaluation classifier:
-  seconds, seconds per step, knn_ratio and judge top-1 at equal step budgets, and ART at its defaults.
+- art: the comparisons of `benchmarks/peers.py` (adversarial-robustness-toolbox, the benchmark-only extra `peers`):
+  modelinv `mi-face` and ART's `MIFace` on the same MLP target, judged by the same evaluation classifier (time
+  ratios, knn_ratio and judge top-1 at equal step budgets and at each one's defaults), and modelinv's
+  `fredrikson-attr` beside ART's attribute-inference attacks on the same tabular targets.
 
 Every figure is the median of the repetitions (each listed; the floors' timings each the best of several calls), with the torch thread count and the load average.
 Timings are ratios measured in one run where they are compared; absolute seconds depend on the machine and its load.
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import peers  # benchmarks/peers.py, beside this script
 import torch
 import torch.nn.functional as F
 
@@ -47,10 +49,7 @@ from modelinv.attacks.feature_inversion import RMLEParams, invert_features, sche
 from modelinv.attacks.gmi import GMI
 from modelinv.attacks.inverse_net import make_decoder
 from modelinv.data.types import ImageDataset
-from modelinv.experiment.config import ExperimentConfig
-from modelinv.experiment.runner import attack_targets, build_threat, prepare
 from modelinv.experiment.sweep import available_cores
-from modelinv.metrics import MetricInputs, compute
 from modelinv.models import build_model
 from modelinv.models.conv import Conv2d
 from modelinv.oracle import Features, ThreatModel, WhiteBox
@@ -58,7 +57,6 @@ from modelinv.report.aggregate import fmt
 from modelinv.report.benchmark import load
 from modelinv.report.markdown import table
 from modelinv.results import ResultsStore
-from modelinv.validation import validate
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("data", "target", "evaluator", "attack", "metrics")
@@ -298,65 +296,14 @@ def _images(x: torch.Tensor) -> ImageDataset:
     return ImageDataset(x=x, y=torch.zeros(len(x), dtype=torch.long), classes=tuple("0123456789"), name="noise")
 
 
-# ---------------------------------------------------------------------------------------------- ART
+# ---------------------------------------------------------------------------------------------- peers
 
 
 def art_part(args, lines: list[str]) -> None:
-    try:
-        from art.attacks.inference.model_inversion import MIFace
-        from art.estimators.classification import PyTorchClassifier
-    except ImportError:
-        lines += ["## modelinv MI-Face beside ART's MIFace", "", "Not run: adversarial-robustness-toolbox is not installed "
-                  "(`pip install --constraint constraints.txt adversarial-robustness-toolbox`).", ""]
-        return
-    torch.set_num_threads(args.threads)
-    cfg = validate(ExperimentConfig, {
-        "seed": 0, "data": {"source": "mnist5k", "split": "class-disjoint"}, "target": {"arch": "mlp"},
-        "access": {"observe": None, "white_box": "full"}, "attack": {"name": "mi-face"}, "per_class": 2,
-        "metrics": ["knn_ratio", "attack_acc_top1"],
-    })
-    setting = prepare(cfg)
-    threat, _ = build_threat(cfg, setting.target)
-    attack = ATTACKS.get("mi-face")()
-    targets, labels, _ = attack_targets(cfg, attack, threat, setting.splits)
-    model = setting.target.eval()
-
-    def score(images: torch.Tensor) -> dict:
-        inputs = MetricInputs(reconstructions=images, labels=labels, truth=None, evaluator=setting.evaluator,
-                              private=setting.splits.private_train, holdout=setting.splits.private_test, public=setting.splits.public)
-        return compute(["knn_ratio", "attack_acc_top1"], inputs)
-
-    classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
-                                   nb_classes=int(model.spec["num_classes"]), clip_values=(0.0, 1.0))
-    budgets = [150, 1000] if args.quick else [150, 1000, 5000]
-    body = []
-    for steps in budgets:
-        start = time.perf_counter()
-        ours = ATTACKS.get("mi-face")(iterations=steps)(threat, targets, None, seed=0).images
-        ours_s = time.perf_counter() - start
-        start = time.perf_counter()
-        theirs = MIFace(classifier, max_iter=steps, batch_size=10, verbose=False).infer(None, labels.numpy())
-        art_s = time.perf_counter() - start
-        a, b = score(ours), score(torch.as_tensor(theirs, dtype=torch.float32))
-        body.append([steps, "modelinv mi-face (defaults otherwise)", ours_s, ours_s / steps, a["knn_ratio"], a["attack_acc_top1"]])
-        body.append([steps, "ART MIFace, batch size 10", art_s, art_s / steps, b["knn_ratio"], b["attack_acc_top1"]])
-    start = time.perf_counter()
-    theirs = MIFace(classifier, verbose=False).infer(None, labels.numpy())
-    art_default = time.perf_counter() - start
-    b = score(torch.as_tensor(theirs, dtype=torch.float32))
-    body.append(["10000 (ART default)", "ART MIFace, its defaults (batch size 1)", art_default, None, b["knn_ratio"], b["attack_acc_top1"]])
-    start = time.perf_counter()
-    ours = ATTACKS.get("mi-face")()(threat, targets, None, seed=0).images
-    ours_default = time.perf_counter() - start
-    a = score(ours)
-    body.append(["300 (modelinv default)", "modelinv mi-face, its defaults", ours_default, ours_default / 300, a["knn_ratio"], a["attack_acc_top1"]])
-    lines += ["## modelinv MI-Face beside ART's MIFace", "",
-              f"MLP target on mnist5k (private digits 0-4), {len(labels)} inversions (2 per class), seed 0, torch threads "
-              f"{torch.get_num_threads()}, one run each in this process. knn_ratio: judge-feature distance to the nearest private "
-              "image of the class relative to real held-out images (lower is better); top-1: the judge's accuracy on the inversions. "
-              f"Default settings: modelinv {fmt(ours_default)} s, ART {fmt(art_default)} s ({fmt(art_default / ours_default)}x).", ""]
-    lines.append(table(["steps", "attack", "seconds", "s per step", "knn_ratio", "top-1"], body))
-    lines.append("")
+    """The comparisons with ART (benchmarks/peers.py): MI-Face and attribute inference on the same models."""
+    reps = 1 if args.quick else args.reps
+    lines += peers.mi_face_section(args.threads, args.quick, reps)
+    lines += peers.attribute_section(args.threads, args.quick, [0] if args.quick else [0, 1, 2])
 
 
 def main() -> None:
