@@ -2,12 +2,13 @@
 
 White-box inversion (rMLE, MI-Face, GMI's latent search) differentiates a frozen model with respect to its
 input, thousands of times. For a grayscale image the first convolution has one input channel, and there
-PyTorch's CPU kernel for the input gradient (oneDNN's backward-data) is several times slower than computing
-it directly: the gradient of y = conv(x, W) with respect to x is the "fold" (col2im) of W^T dY, one matrix
-product and one scatter-add. Measured on the development machine, one thread, 32 MNIST images
-(`benchmarks/speed.py`, part `floors`, prints both): LeNet conv1 (1 -> 8 channels, 5x5) 2.2 ms with
-oneDNN against 0.6 ms here; the 1 -> 32 3x3 conv1 of `cnn-split` 4.6 ms against 1.1 ms. With three or more
-input channels oneDNN is faster, so this path is used only for one input channel.
+PyTorch's CPU kernel for the input gradient (oneDNN's backward-data) is slower than computing it directly:
+the gradient of y = conv(x, W) with respect to x is the "fold" (col2im) of W^T dY, one matrix product and one
+scatter-add. `benchmarks/speed.py` (part `floors`) times a forward and backward pass to the input, one thread,
+32 images of 28x28, both ways; on the development machine (`benchmarks/results/speed.md`) this path is 1.25x
+faster for LeNet's conv1 (1 -> 8 channels, 5x5), 1.6x for the 1 -> 32 3x3 conv1 of `cnn-split` and 1.46x for
+the DCGAN critic's 4x4 stride-2 conv1. With three or more input channels oneDNN is faster, so this path is used
+only for one input channel.
 
 `Conv2d` is `torch.nn.Conv2d` (same parameters, state-dict keys and forward values) that takes this path only
 when it applies: on CPU, one input channel, no groups, zero padding, the input requiring a gradient while the
