@@ -479,7 +479,8 @@ def main() -> None:
         out = Path(args.out) / study.name
         study_args = args
         if study.name not in chosen:
-            if not (out / "results.sqlite").is_file():
+            if not (out / "results.sqlite").is_file():  # said, not dropped silently
+                sections += [f"## {study.title}", "", f"Not run yet: `python benchmarks/defenses.py --studies {study.name}` computes it (resumable).", ""]
                 continue
             study_args = argparse.Namespace(**{**vars(args), "render": True})
         grid, keys = [], {}

@@ -122,12 +122,18 @@ def run_evaluator(evaluator: nn.Module, x: torch.Tensor, *, embed: bool = False)
     evaluator.eval()
     try:
         with torch.no_grad():
-            out = torch.cat([fn(batch.to(device)).cpu() for batch in x.split(EVAL_BATCH_SIZE)])
+            out = torch.cat([fn(_layout(batch.to(device))).cpu() for batch in x.split(EVAL_BATCH_SIZE)])
     finally:
         evaluator.train(was_training)
     memo.clear()  # one entry per tensor: a stale evaluator's output is never kept
     memo[key] = out
     return out
+
+
+def _layout(batch: torch.Tensor) -> torch.Tensor:
+    """Images as channels-last: CPU convolutions, pooling and batch norm then run 2-3x faster in inference (the
+    output equals the contiguous one up to float rounding, about 1e-7 relative)."""
+    return batch.to(memory_format=torch.channels_last) if batch.dim() == 4 else batch  # .contiguous() keeps a 1-channel NCHW as it is
 
 
 _MEMO: dict[int, tuple[weakref.ref, dict]] = {}

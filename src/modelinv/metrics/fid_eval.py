@@ -45,7 +45,8 @@ class FIDEval(Metric):
         # Split and fit in NumPy float64, like frechet_distance: torch's intra-op threads make these many
         # small reductions and masks up to 100x slower on oversubscribed CPUs.
         rec = run_evaluator(inputs.evaluator, inputs.reconstructions, embed=True).double().numpy()
-        ref = run_evaluator(inputs.evaluator, inputs.private.x[keep], embed=True).double().numpy()
+        # the whole private set is embedded (memoised: once per run for every metric and trivial answer), then selected
+        ref = run_evaluator(inputs.evaluator, inputs.private.x, embed=True).double().numpy()[keep.numpy()]
         rec_y, ref_y = labels.numpy(), private_y[keep].numpy()
         distances = [frechet_distance(*gaussian_fit(rec[rec_y == c]), *gaussian_fit(ref[ref_y == c])) for c in classes.tolist()]
         return sum(distances) / len(distances)

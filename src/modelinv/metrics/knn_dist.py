@@ -24,13 +24,17 @@ class KNNDist(Metric):
         return nearest_same_class(inputs.evaluator, inputs.reconstructions, inputs.labels, inputs.private, self.name).mean().item()
 
 
-def nearest_same_class(evaluator, x: torch.Tensor, labels: torch.Tensor, private, metric: str) -> torch.Tensor:
-    """Per image, the squared evaluator-feature distance to the nearest private sample of its label."""
+def nearest_same_class(evaluator, x: torch.Tensor, labels: torch.Tensor, private, metric: str, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, the squared evaluator-feature distance to the nearest private sample of its label; with
+    `rows` (a boolean mask over x), for those images only, `labels` being theirs (x is embedded whole, so
+    that the embedding is memoised across metrics and trivial answers)."""
     labels, private_y = labels.cpu(), private.y.cpu()
     absent = sorted(set(labels.tolist()) - set(private_y.tolist()))
     if absent:
         raise ModelinvError(f"metric '{metric}': the private samples have no sample of class {absent[0]}")
     rec = run_evaluator(evaluator, x, embed=True).double()
+    if rows is not None:
+        rec = rec[rows.cpu()]
     ref = run_evaluator(evaluator, private.x, embed=True).double()
     nearest = torch.empty(len(labels), dtype=torch.float64, device=rec.device)
     for c in labels.unique():

@@ -25,7 +25,7 @@ class KNNRatio(Metric):
         keep = (inputs.holdout.y.unsqueeze(1) == classes.unsqueeze(0)).any(1)
         if not keep.any():
             raise ModelinvError(f"metric '{self.name}': the held-out samples have none of the inverted classes")
-        real = nearest_same_class(inputs.evaluator, inputs.holdout.x[keep], inputs.holdout.y[keep], inputs.private, self.name)
+        real = nearest_same_class(inputs.evaluator, inputs.holdout.x, inputs.holdout.y[keep], inputs.private, self.name, rows=keep)
         fake = nearest_same_class(inputs.evaluator, inputs.reconstructions, inputs.labels, inputs.private, self.name)
         return (fake.mean() / real.mean()).item()
 
