@@ -113,6 +113,50 @@ def test_the_judge_learns_from_private_images_the_target_never_saw(kind):
     assert other.digests()["evaluator_train"] != s.digests()["evaluator_train"]
 
 
+def test_a_judge_of_all_classes_learns_the_public_ones_from_images_the_attacker_never_gets():
+    data = load("glyphs:20")
+    s = make_splits("class-disjoint", data, seed=1)
+    a = make_splits("class-disjoint", data, seed=1, judge_classes="all")
+    # the private parts are the same as by default; the attacker keeps the other half of the public pool
+    for part in ("private_train", "private_test"):
+        assert getattr(a, part).digest() == getattr(s, part).digest()
+    assert rows(a.public) < rows(s.public) and len(a.public) == len(s.public) // 2
+    k, p = s.private_train.num_classes, s.public.num_classes
+    assert a.evaluator_train.classes == s.private_train.classes + s.public.classes
+    assert a.evaluator_train.y.bincount().tolist() == s.evaluator_train.y.bincount().tolist() + [len(s.public) // p // 2] * p
+    held = a.evaluator_train.subset(a.evaluator_train.y >= k)
+    assert rows(held) == rows(s.public) - rows(a.public)  # the judge's public images: exactly those held out from the attacker
+    assert rows(a.evaluator_train.subset(a.evaluator_train.y < k)) == rows(s.evaluator_train)
+    # each public image keeps its class, shifted past the private ones
+    names = {row.numpy().tobytes(): s.public.classes[int(y)] for row, y in zip(s.public.x.flatten(1), s.public.y)}
+    assert all(names[row.numpy().tobytes()] == a.evaluator_train.classes[int(y)] for row, y in zip(held.x.flatten(1), held.y))
+    fails(lambda: make_splits("same-distribution", data, seed=1, judge_classes="all"), "judge_classes", "class-disjoint")
+    fails(lambda: make_splits("class-disjoint", data, seed=1, judge_classes="some"), "judge_classes")
+
+
+def test_judge_classes_all_changes_the_run_id_and_the_default_keeps_old_ones():
+    from modelinv.experiment.config import ExperimentConfig
+    from modelinv.experiment.grid import run_id
+
+    base = {"data": {"source": "mnist5k", "split": "class-disjoint"}, "attack": {"name": "mi-face"}}
+    default = ExperimentConfig.model_validate(base)
+    explicit = ExperimentConfig.model_validate({**base, "data": {**base["data"], "judge_classes": "private"}})
+    every = ExperimentConfig.model_validate({**base, "data": {**base["data"], "judge_classes": "all"}})
+    assert run_id(default) == run_id(explicit) != run_id(every)
+    assert run_id(default) == _run_id_without_the_field(default)
+
+
+def _run_id_without_the_field(cfg):
+    """The id as computed before data.judge_classes existed."""
+    import hashlib
+    import json
+
+    data = cfg.model_dump(mode="json")
+    data.pop("device", None)
+    data["data"].pop("judge_classes")
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 def test_evaluator_fraction_is_checked_and_tabular_data_keeps_one_training_set():
     data = load("glyphs:4")
     for bad in (0, 1, 1.5, -0.1, True):

@@ -118,11 +118,16 @@ def make_splits(
     public_fraction: float = 0.3,
     private_classes: list[int] | None = None,
     evaluator_fraction: float = EVALUATOR_FRACTION,
+    judge_classes: str = "private",
 ) -> Splits:
     """Split `data` by the threat model `kind` into private train/test, public (attacker) and evaluator data.
 
     The private test part is drawn first (the same as before the evaluator had its own part); for images a
-    stratified `evaluator_fraction` of the rest is the judge's training data and the remainder the target's."""
+    stratified `evaluator_fraction` of the rest is the judge's training data and the remainder the target's.
+    With `judge_classes="all"` (class-disjoint split only) a stratified `evaluator_fraction` of the public pool
+    is also held out from the attacker and joins the judge's data as classes K..K+P-1 after the K private ones:
+    the judge then tells every class apart (chance 1/(K+P)), so an inversion that looks like a public class
+    counts as wrong rather than as the nearest private one."""
     split = SPLITS.get(kind)
     uses = SPLITS.info(kind)["uses"]
     given = {"public_data": public_data, "public_fraction": public_fraction, "private_classes": private_classes}
@@ -131,15 +136,28 @@ def make_splits(
             raise ModelinvError(f"{argument} is not used by the '{kind}' split")
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("evaluator_fraction", evaluator_fraction)
+    if judge_classes not in ("private", "all"):
+        raise ModelinvError(f"data.judge_classes must be 'private' or 'all', got {judge_classes!r}")
+    if judge_classes == "all" and kind != "class-disjoint":
+        raise ModelinvError(f"data.judge_classes 'all' needs the class-disjoint split (its public classes are the judge's others), not '{kind}'")
     generator = torch.Generator().manual_seed(seed)
     private, public = split(data, generator, **{argument: given[argument] for argument in uses})
     train, test = _stratified(private, test_fraction, "test_fraction", generator)
     private_test = private.subset(test, f"{data.name}/private-test")
     if isinstance(private, TabularDataset):
+        if judge_classes == "all":
+            raise ModelinvError(f"data.judge_classes 'all' applies to images; {data.name} is a table")
         private_train = evaluator_train = private.subset(train, f"{data.name}/private-train")
     else:
         pool = private.subset(train)
         target_part, judge_part = _stratified(pool, evaluator_fraction, "evaluator_fraction", generator)
         private_train = pool.subset(target_part, f"{data.name}/private-train")
         evaluator_train = pool.subset(judge_part, f"{data.name}/evaluator-train")
+        if judge_classes == "all":  # drawn after the default parts, which therefore stay the same
+            attacker_part, held_out = _stratified(public, evaluator_fraction, "evaluator_fraction", generator)
+            held = public.subset(held_out)
+            public = public.subset(attacker_part)
+            k = evaluator_train.num_classes
+            evaluator_train = replace(evaluator_train, x=torch.cat([evaluator_train.x, held.x]), y=torch.cat([evaluator_train.y, held.y + k]),
+                                      classes=(*evaluator_train.classes, *held.classes), name=f"{data.name}/evaluator-train-all-classes")
     return Splits(kind=kind, private_train=private_train, private_test=private_test, public=public, evaluator_train=evaluator_train)

@@ -100,6 +100,10 @@ class DataConfig(Strict):
     public_fraction: float = Field(0.3, gt=0, lt=1)
     private_classes: list[Annotated[int, Field(strict=True, ge=0)]] | None = None
     evaluator_fraction: float = Field(0.5, gt=0, lt=1, description="share of the private training pool that trains the judge (images)")
+    judge_classes: Literal["private", "all"] = Field(
+        "private",
+        description="the classes the judge tells apart: the private ones, or (class-disjoint split) all, learning the public ones from a held-out evaluator_fraction of the public pool the attacker never gets",
+    )
 
     @field_validator("source", "public_source")
     @classmethod

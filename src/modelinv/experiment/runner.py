@@ -75,6 +75,7 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
         public_fraction=d.public_fraction,
         private_classes=d.private_classes,
         evaluator_fraction=d.evaluator_fraction,
+        judge_classes=d.judge_classes,
     )
 
 

@@ -67,8 +67,8 @@ def run(grid: Sequence[ExperimentConfig], args: argparse.Namespace, out: Path | 
     command = shlex.join(["python", *sys.argv])
     before, start = load(), time.perf_counter()
     if args.render:
-        wanted = [c.model_dump(mode="json") for c in grid]
-        rows = [r for r in read(out) if r["config"] in wanted]
+        wanted = {run_id(c) for c in grid}
+        rows = [r for r in read(out) if r["run_id"] in wanted]
     else:
         if {run_id(c) for c in grid} <= previous_runs(out):
             command = None  # nothing left to compute: the table is rendered from the stored runs
