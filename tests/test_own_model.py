@@ -70,8 +70,10 @@ def test_python_api_on_a_plain_module_gives_modelinvs_numbers(plain_lenet, tmp_p
     save_file(renamed, str(tmp_path / "lenet.safetensors"))
     cfg = audit_config(str(tmp_path / "lenet.safetensors"), "lenet", "mnist5k", "features:relu2", white_box="client", attacks=["rmle"], params=RMLE, num_targets=8, evaluator_epochs=1, defenses=[])
     (theirs,) = run_audit([cfg], tmp_path / "registered").rows
+    # modelinv's LeNet takes the input gradient of its single-channel conv1 by its own kernel (models/conv.py), the plain
+    # module by torch's: the same gradient up to float rounding, so rMLE's 20 steps end about 2e-6 dB apart (1e-5 relative allowed)
     for metric in ("target_test_acc", "psnr", "ssim", "attack_acc_top1", "evaluator_test_acc"):
-        assert row[metric] == pytest.approx(theirs[metric], abs=1e-6), metric
+        assert row[metric] == pytest.approx(theirs[metric], rel=1e-5, abs=1e-6), metric
 
     single = modelinv.run(plain_lenet, "rmle", access="features:features.4", white_box="client", normalize=(0.5, 0.5), params=RMLE["rmle"], num_targets=8, evaluator_epochs=1, out=tmp_path / "run")
     assert single.rows[0]["ssim"] == pytest.approx(row["ssim"], abs=1e-6)

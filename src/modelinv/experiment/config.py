@@ -105,6 +105,14 @@ class DataConfig(Strict):
         description="the classes the judge tells apart: the private ones, or (class-disjoint split) all, learning the public ones from a held-out evaluator_fraction of the public pool the attacker never gets",
     )
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """`judge_classes` appears only when not the default: configs without it dump (and keep run ids) as before it existed."""
+        data = handler(self)
+        if data.get("judge_classes") == "private":
+            data.pop("judge_classes")
+        return data
+
     @field_validator("source", "public_source")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:

@@ -47,8 +47,6 @@ def run_id(cfg: ExperimentConfig) -> str:
     a GPU (auto there, or cuda, cuda:1) is a different run, since it computes different bits."""
     data = cfg.model_dump(mode="json")
     data.pop("device", None)
-    if data["data"].get("judge_classes") == "private":  # the default keeps the ids runs had before the option existed
-        data["data"].pop("judge_classes")
     kind = run_device_type(cfg.device)
     if kind != "cpu":
         data["device"] = kind
