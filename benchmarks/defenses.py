@@ -240,6 +240,9 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
             by_setting.setdefault(keys[r["run_id"]], []).append(r)
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"## {study.title}", "", benchmark.provenance([run], rows), study.note, ""]
+    stored = sum(1 for r in rows if r["run_id"] in keys)
+    if stored < len(keys):  # an interrupted study: say how much of its grid the table holds
+        lines[3:3] = [f"**Partial: {stored} of the study's {len(keys)} runs are stored; `python benchmarks/defenses.py --studies {study.name}` resumes it.**", ""]
     paper_cols = [p for p in study.paper if any(p.key in figures for _, _, figures in study.defenses)]
     columns = ["defense", "strength", "attack", "seeds", "n/seed", *(c.header for c in study.columns)]
     for p in paper_cols:
@@ -478,7 +481,7 @@ def main() -> None:
     for study in every:
         out = Path(args.out) / study.name
         study_args = args
-        if study.name not in chosen:
+        if study.name not in chosen or args.render:
             if not (out / "results.sqlite").is_file():  # said, not dropped silently
                 sections += [f"## {study.title}", "", f"Not run yet: `python benchmarks/defenses.py --studies {study.name}` computes it (resumable).", ""]
                 continue
