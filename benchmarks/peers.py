@@ -21,9 +21,7 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,10 +32,9 @@ from modelinv.attacks import ATTACKS
 from modelinv.data.schema import sensitive_of
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import attack_targets, attacker_dataset, build_threat, prepare
-from modelinv.experiment.sweep import available_cores
 from modelinv.metrics import MetricInputs, compute
 from modelinv.report.aggregate import fmt, interval
-from modelinv.report.benchmark import load
+from modelinv.report.benchmark import load, produced_by
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -105,23 +102,24 @@ def mi_face_section(threads: int, quick: bool, reps: int) -> list[str]:
         images = MIFace(classifier, verbose=False, **params).infer(None, labels.numpy())
         return time.perf_counter() - start, score(torch.as_tensor(images, dtype=torch.float32))
 
+    def row(label: object, pairs: list) -> list:
+        """A table row from (modelinv, ART) pairs of (seconds, scores): the time ratio per pair, mean quality."""
+        mean = lambda side, metric: fmt(statistics.mean(pair[side][1][metric] for pair in pairs))  # noqa: E731
+        return [label, cells([b[0] / a[0] for a, b in pairs]), mean(0, "knn_ratio"), mean(1, "knn_ratio"), mean(0, "attack_acc_top1"), mean(1, "attack_acc_top1")]
+
     budgets = [150, 1000] if quick else [150, 1000, 5000]
     body, seconds = [], {}
     for steps in budgets:
         runs = [(ours(steps, seed), theirs(steps)) for seed in range(reps)]  # alternating, one pair per repetition
         seconds[steps] = [(a[0], b[0]) for a, b in runs]
-        body.append([steps, cells([b[0] / a[0] for a, b in runs]),
-                     fmt(statistics.mean(a[1]["knn_ratio"] for a, _ in runs)), fmt(statistics.mean(b[1]["knn_ratio"] for _, b in runs)),
-                     fmt(statistics.mean(a[1]["attack_acc_top1"] for a, _ in runs)), fmt(statistics.mean(b[1]["attack_acc_top1"] for _, b in runs))])
+        body.append(row(steps, runs))
     defaults = []
     for seed in range(1 if quick else reps):
         a = ours(None, seed)
         b = theirs(None)
         defaults.append((a, b))
     default_steps = ATTACKS.get("mi-face").Params().iterations
-    body.append([f"defaults: modelinv {default_steps}, ART 10000 at batch size 1", cells([b[0] / a[0] for a, b in defaults]),
-                 fmt(statistics.mean(a[1]["knn_ratio"] for a, _ in defaults)), fmt(statistics.mean(b[1]["knn_ratio"] for _, b in defaults)),
-                 fmt(statistics.mean(a[1]["attack_acc_top1"] for a, _ in defaults)), fmt(statistics.mean(b[1]["attack_acc_top1"] for _, b in defaults))])
+    body.append(row(f"defaults: modelinv {default_steps}, ART 10000 at batch size 1", defaults))
     # per step: the difference between the largest and the smallest budget in the same repetition (set-up cancels)
     few, many = budgets[0], budgets[-1]
     per_step = [((b1 - b0) / (many - few), (a1 - a0) / (many - few)) for (a0, b0), (a1, b1) in zip(seconds[few], seconds[many])]
@@ -261,9 +259,7 @@ def main() -> None:
     before, start = load(), time.perf_counter()
     body = mi_face_section(args.threads, args.quick, 1 if args.quick else args.reps)
     body += attribute_section(args.threads, args.quick, [0] if args.quick else [0, 1, 2])
-    lines = ["# modelinv beside ART", "", __doc__.split("\n\n", 2)[2].strip(), "",
-             f"- Produced by: `{shlex.join(['python', *sys.argv])}` ({time.perf_counter() - start:.0f} s); {available_cores()} available cores, "
-             f"torch {torch.__version__}; load average before/after {before.get('1min', '-')} / {load().get('1min', '-')} (1 min).", ""]
+    lines = ["# modelinv beside ART", "", __doc__.split("\n\n", 2)[2].strip(), "", produced_by(start, before), ""]
     args.out.write_text("\n".join(lines + body))
     print(f"wrote {args.out}")
 

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -49,12 +47,10 @@ from modelinv.attacks.feature_inversion import RMLEParams, invert_features, sche
 from modelinv.attacks.gmi import GMI
 from modelinv.attacks.inverse_net import make_decoder
 from modelinv.data.types import ImageDataset
-from modelinv.experiment.sweep import available_cores
 from modelinv.models import build_model
 from modelinv.models.conv import Conv2d
 from modelinv.oracle import Features, ThreatModel, WhiteBox
-from modelinv.report.aggregate import fmt
-from modelinv.report.benchmark import load
+from modelinv.report.benchmark import load, produced_by
 from modelinv.report.markdown import table
 from modelinv.results import ResultsStore
 
@@ -64,11 +60,6 @@ STAGES = ("data", "target", "evaluator", "attack", "metrics")
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def cells(values: list[float]) -> str:
-    """'median (each value)'."""
-    return f"{fmt(median(values))} ({', '.join(fmt(v) for v in values)})"
 
 
 # ---------------------------------------------------------------------------------------------- demo
@@ -138,9 +129,9 @@ def demo_part(args, work: Path, lines: list[str]) -> None:
               "(wall time not in any stage) is then n/a.", ""]
     body = []
     for name, runs in (("cold", cold), ("warm", warm)) + ((("warm, a busy process beside it", shared),) if shared else ()):
-        body.append([name, cells([r["wall"] for r in runs]), cells([r["cpu"] for r in runs]), cells([r["maxrss_mb"] for r in runs])]
-                    + [cells([r["stages"].get(s, 0.0) for r in runs]) for s in STAGES]
-                    + [cells([r["wall"] - sum(r["stages"].values()) for r in runs])
+        body.append([name, peers.cells([r["wall"] for r in runs]), peers.cells([r["cpu"] for r in runs]), peers.cells([r["maxrss_mb"] for r in runs])]
+                    + [peers.cells([r["stages"].get(s, 0.0) for r in runs]) for s in STAGES]
+                    + [peers.cells([r["wall"] - sum(r["stages"].values()) for r in runs])
                        if all(r["wall"] >= sum(r["stages"].values()) for r in runs) else "n/a (runs in parallel)"])
     lines.append(table(["demo", "wall s", "CPU s", "peak RSS MB", *(f"{s} s" for s in STAGES), "other s (start-up, images, report)"], body))
     lines += ["", "Attack seconds per run (median over repetitions) and quality (PSNR dB, judge top-1) of the cold runs:", ""]
@@ -149,7 +140,7 @@ def demo_part(args, work: Path, lines: list[str]) -> None:
                        [[n, median([r["attacks"][n] for r in cold]), median([r["attacks"][n] for r in warm]), *cold[0]["quality"][n]] for n in names]))
     if shared:
         ratios = [s["wall"] / w["wall"] for s, w in zip(shared, warm)]
-        lines += ["", f"Beside a busy process: {cells(ratios)} x the warm demo alone (target: at most 2.5x).", ""]
+        lines += ["", f"Beside a busy process: {peers.cells(ratios)} x the warm demo alone (target: at most 2.5x).", ""]
     lines.append("")
 
 
@@ -182,7 +173,7 @@ def step_and_floor(run: Callable[[int], object], loss: Callable[[], torch.Tensor
 
 
 def floor_row(name: str, batch: int, m: dict, target: float | None) -> list:
-    return [name, batch, m["step"] * 1e3, m["floor"] * 1e3, cells(m["ratios"]), target]
+    return [name, batch, m["step"] * 1e3, m["floor"] * 1e3, peers.cells(m["ratios"]), target]
 
 
 def conv_gradient_rows(reps: int, trials: int) -> list[list]:
@@ -208,7 +199,7 @@ def conv_gradient_rows(reps: int, trials: int) -> list[list]:
             for key in times:
                 times[key].append(best[key])
         rows.append([name, 32, median(times["torch"]) * 1e3, median(times["modelinv"]) * 1e3,
-                     cells([a / b for a, b in zip(times["torch"], times["modelinv"])])])
+                     peers.cells([a / b for a, b in zip(times["torch"], times["modelinv"])])])
     return rows
 
 
@@ -328,9 +319,7 @@ def main() -> None:
             floors_part(args, body)
         if "art" in args.parts:
             art_part(args, body)
-    lines += [f"- Produced by: `{shlex.join(['python', *sys.argv])}` ({time.perf_counter() - start:.0f} s); machine {platform.machine()}, "
-              f"{available_cores()} available cores, torch {torch.__version__}; load average before/after {before.get('1min', '-')} / "
-              f"{load().get('1min', '-')} (1 min).", ""]
+    lines += [produced_by(start, before), ""]
     args.out.write_text("\n".join(lines + body))
     print(f"wrote {args.out}")
 

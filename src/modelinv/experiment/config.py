@@ -89,6 +89,15 @@ class TrainSettings(TrainConfig):
     patience: int | None = _train_field("patience", strict=True, ge=1)
 
 
+def _without(data: dict[str, Any], **defaults: tuple[Any, ...]) -> dict[str, Any]:
+    """`data` (a config's dump) without each field whose value is one of its `defaults`: a field added later then
+    leaves the dump, and so the run ids, of configs that do not use it as they were."""
+    for name, values in defaults.items():
+        if name in data and data[name] in values:
+            del data[name]
+    return data
+
+
 class DataConfig(Strict):
     source: str = Field("mnist5k", description="dataset name or file source (idx:, npz:, folder:, csv:)")
     split: Literal["same-distribution", "class-disjoint", "cross-domain"] = "same-distribution"
@@ -108,10 +117,7 @@ class DataConfig(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         """`judge_classes` appears only when not the default: configs without it dump (and keep run ids) as before it existed."""
-        data = handler(self)
-        if data.get("judge_classes") == "private":
-            data.pop("judge_classes")
-        return data
+        return _without(handler(self), judge_classes=("private",))
 
     @field_validator("source", "public_source")
     @classmethod
@@ -149,11 +155,7 @@ class ModelConfig(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         """The fields of a given model appear only when set, so configs without them keep their run ids."""
-        data = handler(self)
-        for name in ("trust_code", "normalize", "expected_acc"):
-            if data.get(name) in (None, False):
-                data.pop(name, None)
-        return data
+        return _without(handler(self), trust_code=(None, False), normalize=(None, False), expected_acc=(None, False))
 
 
 class AccessConfig(Strict):
@@ -222,10 +224,7 @@ class Scenario(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         """`device` appears only when set: configs at the default (auto) dump as before the field existed."""
-        data = handler(self)
-        if data.get("device") == "auto":
-            data.pop("device")
-        return data
+        return _without(handler(self), device=("auto",))
 
 
 class ExperimentConfig(Scenario):

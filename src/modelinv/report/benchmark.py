@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.sweep import available_cores, previous_runs, run_grid, run_id
@@ -46,6 +48,15 @@ def load() -> dict[str, float]:
     except (AttributeError, OSError):
         return {}
     return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2)}
+
+
+def produced_by(start: float, before: dict[str, float]) -> str:
+    """The provenance line of a benchmark that times itself rather than filling a results store (speed.py, peers.py):
+    its command, the seconds since `start` (a time.perf_counter() value), the machine and the load average
+    `before` (from `load()`) and now."""
+    return (f"- Produced by: `{shlex.join(['python', *sys.argv])}` ({time.perf_counter() - start:.0f} s); machine {platform.machine()}, "
+            f"{available_cores()} available cores, torch {torch.__version__}; load average before/after {before.get('1min', '-')} / "
+            f"{load().get('1min', '-')} (1 min).")
 
 
 @dataclass
