@@ -148,6 +148,8 @@ def test_local_sweep_then_rerun_computes_nothing(swept, capsys):
         assert {"mse", "psnr", "ssim", "attack_acc_top1", "target_test_acc"} <= set(metrics)
         assert json.loads((out / "runs" / rid / "results.json").read_text())["psnr"] == metrics["psnr"]
         assert (out / "runs" / rid / "reconstructions.png").stat().st_size > 0
+        machine = json.loads((out / "runs" / rid / "results.json").read_text())["machine"]  # where it ran, for tables rendered later
+        assert machine["cores"] >= 1 and len(machine["load_1min"]) == 2
     code, stdout, err = cli(capsys, "sweep", config, "--out", out)
     assert code == 0, err
     assert "8 runs: 8 finished before, 0 to run" in stdout

@@ -58,13 +58,26 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def load() -> dict[str, float]:
+    """The 1, 5 and 15 minute load averages (empty where the platform has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return {}
+    return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2)}
+
+
 def run_one(cfg: ExperimentConfig, run_dir: str, threads: int, quiet: bool = True) -> dict[str, Any]:
     """The task a worker runs: one experiment with `threads` torch threads, its artifacts written to `run_dir`;
-    returns the result row, which records the thread count (trained bits depend on it)."""
+    returns the result row, which records the thread count (trained bits depend on it) and the machine it ran on:
+    its available cores and the 1-minute load average at the run's start and end (a table rendered later from the
+    store reports these, not the load at rendering)."""
     if quiet:
         os.environ["MODELINV_QUIET"] = "1"  # progress bars of parallel workers would garble each other
     torch.set_num_threads(threads)
+    before = load().get("1min")
     row, images = run_experiment(cfg)
+    row["machine"] = {"cores": available_cores(), "load_1min": [before, load().get("1min")]}
     write_run(Path(run_dir), cfg, row, images)
     return row
 

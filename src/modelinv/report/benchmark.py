@@ -9,7 +9,6 @@ with report.aggregate and report.markdown. Rerunning the same command resumes: f
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shlex
 import sys
@@ -22,7 +21,7 @@ import torch
 
 from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
-from modelinv.experiment.sweep import available_cores, previous_runs, run_grid, run_id
+from modelinv.experiment.sweep import available_cores, load, previous_runs, run_grid, run_id
 from modelinv.results import ResultsStore
 
 
@@ -39,15 +38,6 @@ def parser(script: str, doc: str, seeds: int = 3) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one seed and fewer images: checks that the benchmark runs, in minutes")
     p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the stored runs")
     return p
-
-
-def load() -> dict[str, float]:
-    """The 1, 5 and 15 minute load averages (empty where the platform has none)."""
-    try:
-        one, five, fifteen = os.getloadavg()
-    except (AttributeError, OSError):
-        return {}
-    return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2)}
 
 
 def produced_by(start: float, before: dict[str, float]) -> str:
@@ -117,9 +107,26 @@ def provenance(runs: Sequence[Run], rows: Sequence[dict[str, Any]] | None = None
     lines = [
         f"- Produced by: {'; '.join(ran) or 'rendered from stored runs'}; commands recorded in the store: "
         f"{'; '.join(f'`{c}`' for c in recorded) or '-'}; {len(rows)} runs, {sum(compute) / 60:.0f} minutes of run time (data, training, attack, metrics; models loaded from the cache count as their load time).",
-        f"- Seeds {seeds} ({len(seeds)} per row unless stated), torch threads {threads[0] if threads else '-'} per run; "
-        f"machine: {platform.machine()}, {available_cores()} available cores; load average before/after "
-        f"{runs[0].load_before.get('1min', '-')} / {runs[-1].load_after.get('1min', '-')} (1 min).",
+        f"- Seeds {seeds} ({len(seeds)} per row unless stated), torch threads {threads[0] if threads else '-'} per run; {machine(runs, rows)}",
         "- Cells: mean [95% t interval over seeds]. Two rows differ only where their intervals do not overlap; otherwise they are not distinguishable.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def machine(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> str:
+    """Where the rows were computed: the CPUs and cores the runs recorded and the range of their 1-minute load
+    averages at start and end, how many runs predate that record, and the load around this invocation when it computed."""
+    cpus = sorted({(r.get("versions") or {}).get("cpu") for r in rows} - {None})
+    recorded = [r["machine"] for r in rows if r.get("machine")]
+    loads = [v for m in recorded for v in m.get("load_1min", []) if v is not None]
+    cores = sorted({m.get("cores") for m in recorded} - {None})
+    parts = [f"machine: {'; '.join(cpus) or platform.machine()}"]
+    if recorded:
+        parts.append(f"{'/'.join(map(str, cores))} available cores, load average (1 min) at the runs' start and end {min(loads)}-{max(loads)} "
+                     f"({len(recorded)} of {len(rows)} runs recorded it)" if loads else f"{'/'.join(map(str, cores))} available cores")
+    if len(recorded) < len(rows):
+        parts.append(f"{len(rows) - len(recorded)} runs stored before the load was recorded per run")
+    if any(r.command for r in runs):
+        parts.append(f"load average around this invocation before/after {runs[0].load_before.get('1min', '-')} / {runs[-1].load_after.get('1min', '-')} (1 min)")
+    return "; ".join(parts) + "."
+
