@@ -22,7 +22,8 @@ an inversion to the nearest private image of its class, relative to that of real
 judge top-1 (and top-5 where k < classes), gradients, queries, seconds; calibration rows (blank image, mean
 public image, random latents of the same GAN, private class-mean image, real held-out private images at the
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
-reversed or not distinguishable by the knn_ratio intervals.
+reversed or not distinguishable by the knn_ratio intervals; for a reversal, rows that test where it comes from
+(`EXPLAIN`: the same attacks with one component removed or changed) run on the same seeds and get their own table.
 """
 
 from __future__ import annotations
