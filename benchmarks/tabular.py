@@ -95,7 +95,7 @@ def calibration(rows: list[dict], metric: str) -> tuple[Interval | None, Interva
     """A metric that does not depend on the target or the attack (the baseline, the ideal predictor): one value per seed,
     and its advantage over the baseline."""
     per_seed = [g[0] for g in groups(rows, lambda r: r["seed"]).values()]
-    return (metric_interval(per_seed, metric), metric_interval(per_seed, metric, lambda r: r[metric] - r["attr_baseline_acc"]))
+    return (metric_interval(per_seed, metric), metric_interval(per_seed, metric, lambda r: r[metric] - r["attr_baseline_acc"], (-1.0, 1.0)))  # a difference of accuracies
 
 
 def decided(i: Interval | None, low: float, high: float) -> str:

@@ -152,7 +152,7 @@ def bow_section(cell: dict, coverage: dict) -> tuple[list[str], list[str]]:
             rows = cell.get(("bow", encoder, split), [])
             if not rows:
                 continue
-            ceiling = interval(coverage[(encoder, split)]) if coverage.get((encoder, split)) else None
+            ceiling = interval(coverage[(encoder, split)], bounds=(0.0, 1.0)) if coverage.get((encoder, split)) else None  # a fraction
             f1, trivial = metric_interval(rows, "bow_f1"), baseline(rows, "most-frequent-words", "bow_f1")
             seeds = len({r["seed"] for r in rows})
             body.append([encoder, split, "bow-inversion", seeds, n_per_seed(rows), metric_interval(rows, "target_test_acc"), *(metric_interval(rows, m) for m in metrics), ceiling, verdict(f1, trivial)])

@@ -22,7 +22,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from scipy import stats
 
-from modelinv.report.aggregate import fmt, interval, ranks, target_accuracy
+from modelinv.metrics import METRICS
+from modelinv.report.aggregate import compare, fmt, interval, metric_interval, ranks, target_accuracy
 from modelinv.report.audit import cheapest, defense_outcomes, protection, summarize
 from modelinv.report.html import PAGE, write_report
 from modelinv.report.leaderboard import leaderboard
@@ -330,3 +331,28 @@ def test_interval_is_the_t_interval_of_scipy_stats():
         low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem)
         got = interval(values)
         assert (got.low, got.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+
+
+def test_an_accuracy_interval_stops_at_0_and_1_and_a_distance_at_0():
+    """The t interval of bounded values is clipped to their range: seeds at 1, 1, 0.85 give [.., 1], not [.., 1.14]."""
+    accuracy = [{"seed": s, "attack_acc_top1": v, "target_test_acc": v, "knn_ratio": r} for s, (v, r) in enumerate([(1.0, 0.2), (1.0, 3.0), (0.85, 0.1)])]
+    raw = interval([1.0, 1.0, 0.85])
+    assert raw.high > 1 and raw.low < 0.85  # what an unclipped t interval says
+    for column in ("attack_acc_top1", "target_test_acc"):
+        got = metric_interval(accuracy, column)
+        assert (got.mean, got.low, got.high) == (raw.mean, raw.low, 1.0)
+    assert target_accuracy(accuracy)[0].high == 1.0
+    ratio = metric_interval(accuracy, "knn_ratio")
+    assert ratio.low == 0.0 and ratio.high == interval([0.2, 3.0, 0.1]).high
+    assert metric_interval([{"x": 1.0}, {"x": 1.0}, {"x": 0.85}], "x").high == raw.high  # a column of unknown range is not clipped
+
+
+def test_every_metric_declares_a_range_and_clipping_changes_no_verdict():
+    assert METRICS.info("attack_acc_top5")["bounds"] == (0.0, 1.0) and METRICS.info("ssim")["bounds"] == (-1.0, 1.0)
+    assert METRICS.info("knn_ratio")["bounds"][0] == 0.0 and METRICS.info("attr_advantage")["bounds"] == (-1.0, 1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):  # overlapping t intervals stay overlapping when both are clipped to [0, 1], and disjoint ones disjoint
+        a, b = rng.uniform(0, 1, (2, int(rng.integers(2, 6))))
+        a, b = np.clip(a + rng.normal(0, 0.3), 0, 1), np.clip(b + rng.normal(0, 0.3), 0, 1)
+        assert compare(interval(a), interval(b)) == compare(interval(a, bounds=(0, 1)), interval(b, bounds=(0, 1)))
+

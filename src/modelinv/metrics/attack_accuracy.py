@@ -19,6 +19,7 @@ class AttackAccuracy(Metric):
 
     needs = frozenset({"evaluator"})
     higher_is_better = True
+    bounds = (0.0, 1.0)
 
     def __init__(self, k: int):
         self.k = k

@@ -86,6 +86,7 @@ class AttributeMetric(Metric):
     def __init__(self, kind: str):
         self.kind = kind
         self.name = f"attr_{kind}"
+        self.bounds = (-1.0, 1.0) if kind == "advantage" else (0.0, 1.0)  # a fraction, or a fraction minus the prior's
 
     @property
     def summary(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from typing import ClassVar
@@ -54,10 +55,7 @@ class MetricInputs:
         if self.labels.shape != (n,):
             raise ModelinvError(f"metric inputs: labels have shape {tuple(self.labels.shape)}, expected ({n},)")
         if self.truth is not None and self.truth.shape != self.reconstructions.shape:
-            raise ModelinvError(
-                f"metric inputs: truth has shape {tuple(self.truth.shape)}, "
-                f"reconstructions {tuple(self.reconstructions.shape)}"
-            )
+            raise ModelinvError(f"metric inputs: truth has shape {tuple(self.truth.shape)}, reconstructions {tuple(self.reconstructions.shape)}")
         if self.observations is not None and (self.observations.dim() == 0 or self.observations.shape[0] != n):
             raise ModelinvError(f"metric inputs: observations have shape {tuple(self.observations.shape)}, expected ({n}, ...): one per reconstruction")
 
@@ -68,6 +66,9 @@ class Metric:
     name: str  # a class attribute, or set per instance by a parametrised metric
     needs: ClassVar[frozenset[str]] = frozenset()  # subset of NEEDS
     higher_is_better: ClassVar[bool]
+    # The range every value lies in (an accuracy in [0, 1], a distance >= 0); a t interval over seeds is clipped to
+    # it in report.aggregate, since a mean of values in a range lies in that range. Unbounded where not set.
+    bounds: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
 
     @property
     def summary(self) -> str:
@@ -95,8 +96,8 @@ METRICS: Registry[Metric] = Registry("metric")
 
 
 def register(metric: Metric) -> Metric:
-    """Add a metric instance to METRICS under its name, with what it needs and its direction."""
-    info = {"summary": metric.summary, "needs": sorted(metric.needs), "higher_is_better": metric.higher_is_better}
+    """Add a metric instance to METRICS under its name, with what it needs, its direction and its range."""
+    info = {"summary": metric.summary, "needs": sorted(metric.needs), "higher_is_better": metric.higher_is_better, "bounds": metric.bounds}
     return METRICS.register(metric.name, **info)(metric)
 
 

@@ -46,6 +46,7 @@ class BowMetric(Metric):
 
     needs = frozenset({"truth"})
     higher_is_better = True
+    bounds = (0.0, 1.0)
 
     def __init__(self, name: str, part: int | None, summary: str):
         self.name, self.part, self._summary = name, part, summary

@@ -42,6 +42,7 @@ class CandidateMetric(Metric):
     def __init__(self, name: str, k: int | None, summary: str):
         self.name, self.k, self._summary = name, k, summary
         self.needs = frozenset({"public"}) if k is None else frozenset()
+        self.bounds = (0.0, 1.0) if k is not None else (-1.0, 1.0)  # an accuracy, or an accuracy minus the prior's
 
     @property
     def summary(self) -> str:

@@ -23,6 +23,7 @@ class DCor(Metric):
     name = "dcor"
     needs = frozenset({"truth"})
     higher_is_better = True
+    bounds = (-1.0, 1.0)
 
     def evaluate(self, inputs: MetricInputs) -> float | None:
         if len(inputs.truth) < 4:

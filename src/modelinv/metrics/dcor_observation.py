@@ -25,6 +25,7 @@ class DCorObservation(Metric):
     name = "dcor_observation"
     needs = frozenset({"truth", "observations"})
     higher_is_better = True
+    bounds = (-1.0, 1.0)
 
     def evaluate(self, inputs: MetricInputs) -> float | None:
         if len(inputs.truth) < 4:

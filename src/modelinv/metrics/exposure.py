@@ -55,6 +55,7 @@ class ExposureMetric(Metric):
     """Exposure in bits of canaries inserted in a language model's training text (Carlini et al. 2019)."""
 
     higher_is_better = True
+    bounds = (0.0, math.inf)
 
     def __init__(self, name: str, fn, summary: str):
         self.name, self.fn, self._summary = name, fn, summary

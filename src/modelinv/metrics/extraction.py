@@ -43,6 +43,7 @@ class ExtractionMetric(Metric):
 
     needs = frozenset({"truth"})
     higher_is_better = True
+    bounds = (0.0, 1.0)
 
     def __init__(self, name: str, fn: Callable[[MetricInputs], torch.Tensor | None], summary: str):
         self.name, self.fn, self._summary = name, fn, summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from modelinv.errors import ModelinvError
@@ -31,6 +33,7 @@ class FIDEval(Metric):
     name = "fid_eval"
     needs = frozenset({"evaluator", "private"})
     higher_is_better = False
+    bounds = (0.0, math.inf)
 
     def evaluate(self, inputs: MetricInputs) -> float | None:
         labels, private_y = inputs.labels.cpu(), inputs.private.y.cpu()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from modelinv.errors import ModelinvError
@@ -19,6 +21,7 @@ class KNNDist(Metric):
     name = "knn_dist"
     needs = frozenset({"evaluator", "private"})
     higher_is_better = False
+    bounds = (0.0, math.inf)
 
     def evaluate(self, inputs: MetricInputs) -> float:
         return nearest_same_class(inputs.evaluator, inputs.reconstructions, inputs.labels, inputs.private, self.name).mean().item()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from modelinv.errors import ModelinvError
 from modelinv.metrics.base import Metric, MetricInputs, register
 from modelinv.metrics.knn_dist import nearest_same_class
@@ -19,6 +21,7 @@ class KNNRatio(Metric):
     name = "knn_ratio"
     needs = frozenset({"evaluator", "private", "holdout"})
     higher_is_better = False
+    bounds = (0.0, math.inf)
 
     def evaluate(self, inputs: MetricInputs) -> float:
         classes = inputs.labels.unique()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from modelinv.metrics.base import Metric, MetricInputs, register
 
 
@@ -11,6 +13,7 @@ class MSE(Metric):
     name = "mse"
     needs = frozenset({"truth"})
     higher_is_better = False
+    bounds = (0.0, math.inf)
 
     def evaluate(self, inputs: MetricInputs) -> float:
         diff = inputs.reconstructions.double() - inputs.truth.double()

@@ -76,6 +76,7 @@ class SSIM(Metric):
     name = "ssim"
     needs = frozenset({"truth"})
     higher_is_better = True
+    bounds = (-1.0, 1.0)
 
     def evaluate(self, inputs: MetricInputs) -> float:
         return ssim_per_image(inputs.reconstructions, inputs.truth).mean().item()

@@ -2,7 +2,9 @@
 
 A result row is one seed of one setting. Rows that differ only in seed are pooled; the interval is
 Student's t interval of the mean over seeds, mean +- t_{0.975, k-1} s / sqrt(k) for k seeds with
-sample standard deviation s (k >= 2; one seed has no interval). Two settings are called different
+sample standard deviation s (k >= 2; one seed has no interval), clipped to the range the metric's values lie in
+(`Metric.bounds`: an accuracy's interval stops at 0 and 1, a distance's at 0), since their mean lies there too;
+clipping never makes two overlapping intervals disjoint, so it changes no verdict. Two settings are called different
 only when their intervals do not overlap, a conservative rule (non-overlapping 95% intervals imply a
 difference at well below the 5% level); otherwise they are "not distinguishable".
 """
@@ -16,7 +18,12 @@ from typing import Any, Callable, Hashable, Iterable
 
 from scipy.special import stdtrit  # the t quantile (scipy.stats.t.ppf's own), without importing scipy.stats (1-3 s)
 
+from modelinv.metrics import METRICS
+
 CONFIDENCE = 0.95
+UNBOUNDED = (-math.inf, math.inf)
+# columns of a result row that are not registered metrics but have a range: the deployed target's and the judge's accuracy
+COLUMN_BOUNDS = {"target_test_acc": (0.0, 1.0), "evaluator_test_acc": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,12 @@ class Interval:
         return f"{fmt(self.mean)} [{fmt(self.low)}, {fmt(self.high)}]"
 
 
-def interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
-    """The mean of per-seed `values` and its t interval.
+def interval(values: Iterable[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] = UNBOUNDED) -> Interval:
+    """The mean of per-seed `values` and its t interval, clipped to `bounds` (the range the values lie in).
 
     Shape: a sequence of k floats (one per seed) -> Interval.
-    Example: interval([1.0, 2.0, 3.0]) -> Interval(mean=2.0, low=-0.484, high=4.484, k=3).
+    Example: interval([1.0, 2.0, 3.0]) -> Interval(mean=2.0, low=-0.484, high=4.484, k=3);
+    interval([1.0, 2.0, 3.0], bounds=(0, 3)) -> Interval(mean=2.0, low=0, high=3, k=3).
     """
     values = [float(v) for v in values]
     if not values:
@@ -58,7 +66,14 @@ def interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interva
     if len(values) < 2:
         return Interval(mean, None, None, 1)
     half = stdtrit(len(values) - 1, 0.5 + confidence / 2) * statistics.stdev(values) / math.sqrt(len(values))
-    return Interval(mean, mean - half, mean + half, len(values))
+    return Interval(mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]), len(values))
+
+
+def bounds_of(metric: str) -> tuple[float, float]:
+    """The range of a registered metric's values (`Metric.bounds`) or of a row column in COLUMN_BOUNDS; else unbounded."""
+    if metric in METRICS:
+        return METRICS.get(metric).bounds
+    return COLUMN_BOUNDS.get(metric, UNBOUNDED)
 
 
 def compare(a: Interval, b: Interval, higher_is_better: bool = True) -> str:
@@ -76,14 +91,24 @@ def groups(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Hasha
     return out
 
 
-def metric_interval(rows: list[dict[str, Any]], metric: str, value: Callable[[dict[str, Any]], Any] | None = None) -> Interval | None:
-    """The interval over the rows (one per seed) of `metric`, or of `value(row)`; None when no row has a number.
+def scaled(bounds: tuple[float, float], scale: float) -> tuple[float, float]:
+    """A range after multiplying the values by `scale` (e.g. accuracies in percent: (0, 1) x 100 -> (0, 100))."""
+    low, high = bounds[0] * scale, bounds[1] * scale
+    return (min(low, high), max(low, high))
+
+
+def metric_interval(
+    rows: list[dict[str, Any]], metric: str, value: Callable[[dict[str, Any]], Any] | None = None, bounds: tuple[float, float] | None = None
+) -> Interval | None:
+    """The interval over the rows (one per seed) of `metric`, or of `value(row)` (e.g. the metric of a trivial answer),
+    clipped to `bounds`, by default the metric's range (`bounds_of`): a `value` that rescales or subtracts must pass
+    its own; None when no row has a number.
 
     Rows whose value is None (a metric undefined for the setting, e.g. top-5 of 5 classes) are left out."""
     get = value or (lambda r: r.get(metric))
     numbers = [get(r) for r in rows]
     numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
-    return interval(numbers) if numbers else None
+    return interval(numbers, bounds=bounds_of(metric) if bounds is None else bounds) if numbers else None
 
 
 def spread(rows: list[dict[str, Any]], metric: str) -> str | None:
@@ -139,4 +164,4 @@ def target_accuracy(rows: list[dict[str, Any]]) -> tuple[Interval | None, float]
     per_seed = groups([r for r in rows if isinstance(r.get("target_test_acc"), (int, float))], lambda r: r.get("seed"))
     means = [statistics.fmean(r["target_test_acc"] for r in runs) for runs in per_seed.values()]
     spread = max((max(r["target_test_acc"] for r in runs) - min(r["target_test_acc"] for r in runs) for runs in per_seed.values()), default=0.0)
-    return (interval(means) if means else None), spread
+    return (interval(means, bounds=COLUMN_BOUNDS["target_test_acc"]) if means else None), spread
