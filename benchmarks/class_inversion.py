@@ -138,6 +138,28 @@ def label_of(row: dict) -> str:
     return f"{row['attack']} {params}"
 
 
+def gan_of(row: dict) -> str | None:
+    """The cached GAN a run's attack searched (one per seed and GAN kind; rows that share it share its random latents)."""
+    path = ((row.get("attack_details") or {}).get("gan") or {}).get("path")
+    return Path(path).name if path else None  # the cache entry's name (kind and key), the same in any cache directory
+
+
+def gan_families(per_gan: list[dict], rows: list[dict]) -> dict[str, list[dict]]:
+    """The runs of `per_gan` (one per GAN) grouped by the row labels that share those GANs: 'gmi, mirror-bb' -> runs."""
+    users: dict[str | None, list[str]] = {}
+    for r in rows:
+        users.setdefault(gan_of(r), [])
+        if label_of(r) not in users[gan_of(r)]:
+            users[gan_of(r)].append(label_of(r))
+    families: list[list[str]] = []
+    for labels in users.values():  # labels sharing any GAN form one family
+        joined = [f for f in families if set(f) & set(labels)]
+        merged = [label for f in joined for label in f] + [label for label in labels if not any(label in f for f in joined)]
+        families = [f for f in families if f not in joined] + [merged]
+    family_of = {label: ", ".join(f) for f in families for label in f}
+    return groups(per_gan, lambda r: family_of[label_of(r)])
+
+
 def n_per_seed(rows: list[dict]) -> int | str:
     """Inversions per seed: one number where every run agrees."""
     counts = sorted({r["num_targets"] for r in rows})
@@ -167,9 +189,10 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         having = [r for r in rows if name in (r.get("baselines") or {})]
         if not having:
             continue
-        # one calibration value per seed (the trivial answers depend on the seed's split, not on the attack)
-        per_seed = [next(iter(g)) for g in groups(having, lambda r: (r["seed"], label_of(r) if name == "random-latents" else "")).values()]
-        for source, group in groups(per_seed, lambda r: label_of(r) if name == "random-latents" else "").items():
+        # one calibration value per seed (the trivial answers depend on the seed's split, not on the attack); random
+        # latents once per GAN and seed, under the rows that share that GAN
+        per_seed = [next(iter(g)) for g in groups(having, lambda r: (r["seed"], gan_of(r) if name == "random-latents" else "")).values()]
+        for source, group in (gan_families(per_seed, having) if name == "random-latents" else {"": per_seed}).items():
             body.append(
                 [f"calibration: {description}{f' ({source})' if source else ''}", len(group), n_per_seed(group)]
                 + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in METRICS]
