@@ -1,6 +1,6 @@
 """Class-representative inversion: a protocol that ranks attacks, on offline glyphs, plus the mnist5k protocol.
 
-    python benchmarks/class_inversion.py                       # glyphs (seeds 0-4) and glyphs-budget (seeds 0-2)
+    python benchmarks/class_inversion.py                       # glyphs and glyphs-explain (seeds 0-4), glyphs-budget (0-2)
     python benchmarks/class_inversion.py --quick               # one seed, 2 inversions per class: checks that it runs
     python benchmarks/class_inversion.py --protocol mnist5k    # the second protocol
     python benchmarks/class_inversion.py --attacks mi-face gmi # some rows (the others are kept in the store)
@@ -22,8 +22,10 @@ an inversion to the nearest private image of its class, relative to that of real
 judge top-1 (and top-5 where k < classes), gradients, queries, seconds; calibration rows (blank image, mean
 public image, random latents of the same GAN, private class-mean image, real held-out private images at the
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
-reversed or not distinguishable by the knn_ratio intervals; for a reversal, rows that test where it comes from
-(`EXPLAIN`: the same attacks with one component removed or changed) run on the same seeds and get their own table.
+reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocol: for a reversal, the two
+attacks again and rows that test where it comes from (`EXPLAIN`: the same attacks with one component removed or
+changed), all in one store computed on one machine, so every row of a seed attacks the same target weights
+(a target trained on another CPU has other bits) and searches the same GAN.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ EXPLAIN_ROWS = [label for labels in EXPLAIN.values() for label in labels]
 # so an interrupted run leaves complete rows; GAN-sharing rows follow the row that trains their GAN), and budget pairs
 PROTOCOLS = {
     "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "plg-mi", "mi-face-paper",
-                                                      "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi", *EXPLAIN_ROWS]},
+                                                      "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi"]},
+    "glyphs-explain": {"data": GLYPHS, "per_class": 20, "rows": [row for pair in EXPLAIN for row in pair] + EXPLAIN_ROWS, "explain": True},
     "glyphs-budget": {"data": GLYPHS, "per_class": 2, "seeds": 3,
                       "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper", "brep-mi", "brep-mi (modelinv default)", "plg-mi",
                                "plg-mi (published budget)"],
@@ -167,8 +170,6 @@ def n_per_seed(rows: list[dict]) -> int | str:
 
 
 def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class: int) -> str:
-    explaining = [r for r in rows if label_of(r) in EXPLAIN_ROWS]
-    rows = [r for r in rows if label_of(r) not in EXPLAIN_ROWS]
     by_label = groups(rows, label_of)
     data = PROTOCOLS[protocol]["data"]
     classes = len(set(data.get("private_classes") or range(5)))
@@ -224,23 +225,26 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             continue
         verdict = compare(knn[better], knn[worse], higher_is_better=False)
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]
-        lines.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()})")
-    lines += explain(by_label, groups(explaining, label_of))
+        tested = " (where it comes from: protocol `glyphs-explain`)" if word == "reversed" and (better, worse) in EXPLAIN and not PROTOCOLS[protocol].get("explain") else ""
+        lines.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()}){tested}")
+    if PROTOCOLS[protocol].get("explain"):
+        lines += explain(by_label)
     return "\n".join(lines) + "\n"
 
 
-def explain(by_label: dict, variants: dict) -> list[str]:
-    """Per reversed ordering in EXPLAIN: the rows that test where it comes from, each against both ends of the ordering.
+def explain(by_label: dict) -> list[str]:
+    """Per ordering in EXPLAIN: the rows that test where its reversal comes from, each against both ends of the ordering.
 
-    Every variant ran on the same seeds as the rows it is compared with; verdicts are by non-overlap of the knn_ratio
+    Every variant ran on the same seeds, targets and GANs as the rows it is compared with (the checkpoints' hashes
+    are checked and the table says how many seeds share them); verdicts are by non-overlap of the knn_ratio
     intervals, as everywhere in the table."""
     lines: list[str] = []
     for (better, worse), labels in EXPLAIN.items():
-        present = [label for label in labels if label in variants]
+        present = [label for label in labels if label in by_label]
         if not present or better not in by_label or worse not in by_label:
             continue
         lines += ["", f"### Where '{worse} above {better}' comes from (rows that test it)", ""]
-        shown = {better: by_label[better], worse: by_label[worse], **{label: variants[label] for label in present}}
+        shown = {better: by_label[better], worse: by_label[worse], **{label: by_label[label] for label in present}}
         columns = ["row", "seeds", "n/seed", "knn_ratio", "attack_acc_top1", "fid_eval", "gradients", "queries", "seconds"]
         lines.append(table(columns, [[label, len(mine), n_per_seed(mine), *(metric_interval(mine, m) for m in ("knn_ratio", "attack_acc_top1", "fid_eval")),
                                       *(spread(mine, m) for m in ("gradients", "queries", "seconds"))] for label, mine in shown.items()]))
@@ -250,12 +254,15 @@ def explain(by_label: dict, variants: dict) -> list[str]:
             versus = [f"{compare(knn[label], knn[end], higher_is_better=False)} than {end}".replace("not distinguishable than", "not distinguishable from")
                       for end in (better, worse)]
             lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}.")
+        targets = groups([r for mine in shown.values() for r in mine], lambda r: r["seed"])
+        shared = [seed for seed, runs in targets.items() if len({(r["checkpoints"]["target_sha256"], r["checkpoints"]["evaluator_sha256"]) for r in runs}) == 1]
+        lines.append(f"- Seeds whose rows all attacked the same target weights and were judged by the same judge: {len(shared)} of {len(targets)}.")
     return lines
 
 
 def main() -> None:
     p = benchmark.parser(__file__, __doc__, seeds=5)
-    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=["glyphs", "glyphs-budget"])
+    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=["glyphs", "glyphs-budget", "glyphs-explain"])
     p.add_argument("--attacks", nargs="+", choices=list(ROWS), default=None, help="rows to run (default: the protocol's); the others are kept in the store")
     p.add_argument("--per-class", type=int, default=None, help="inversions per class (default: the protocol's, 2 with --quick)")
     args = p.parse_args()
