@@ -1,0 +1,55 @@
+"""benchmarks/class_inversion.py's tables from synthetic stored rows: the random-latents calibration once per GAN,
+and the glyphs-explain verdicts with the check that every seed's rows attacked the same target."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import class_inversion as bench  # noqa: E402
+
+from modelinv.report.benchmark import Run  # noqa: E402
+
+
+def row(label: str, seed: int, knn: float, target: str = "t", gan: str = "dcgan-generator-a") -> dict:
+    attack, params = bench.ROWS[label]
+    metrics = {"knn_ratio": knn, "fid_eval": 100.0 * knn, "attack_acc_top1": 0.5, "attack_acc_top5": 0.9, "knn_dist": 10.0 * knn}
+    return {
+        "run_id": f"{label}-{seed}", "attack": attack, "config": {"attack": {"name": attack, "params": params}}, "seed": seed,
+        "num_targets": 520, "threads": 1, "target_test_acc": 0.97, "evaluator_test_acc": 0.98, "gradients": 0, "queries": 0, "seconds": 1.0,
+        "timings": {}, "versions": {"cpu": "x86_64 AVX512"}, **metrics,
+        "baselines": {"blank": dict(metrics, knn_ratio=8.0 + seed), "random-latents": dict(metrics, knn_ratio=6.0 + 0.1 * seed)},
+        "checkpoints": {"target_sha256": f"{target}{seed}", "evaluator_sha256": f"e{seed}"},
+        "attack_details": {"gan": {"path": f"/cache/models/{gan}{seed}"}},
+    }
+
+
+def test_explain_table_states_each_variant_against_both_ends_and_whether_the_targets_are_shared():
+    knn = {"gmi": (2.5, 2.45, 2.55), "mirror-bb": (1.9, 2.0, 1.8), "mirror-bb (selection only)": (1.95, 1.85, 2.05),
+           "mirror-bb (no selection)": (2.5, 2.6, 2.4), "gmi (100 steps)": (2.5, 2.2, 2.0)}
+    rows = [row(label, seed, v) for label, values in knn.items() for seed, v in enumerate(values)]
+    rows[-1]["checkpoints"]["target_sha256"] = "other"  # seed 2 of one row attacked another target
+    text = bench.render("glyphs-explain", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    assert "### Where 'mirror-bb above gmi' comes from" in text
+    assert "- mirror-bb (selection only): knn_ratio 1.95 [1.7, 2.2]: better than gmi; not distinguishable from mirror-bb." in text
+    assert "- mirror-bb (no selection): knn_ratio 2.5 [2.25, 2.75]: not distinguishable from gmi; worse than mirror-bb." in text
+    assert "not distinguishable from gmi; not distinguishable from mirror-bb" in text  # gmi (100 steps): wide interval
+    assert "the same target weights and were judged by the same judge: 2 of 3." in text
+    assert text.count("calibration: random latents of the attack's GAN (gmi, mirror-bb, mirror-bb (selection only), mirror-bb (no selection), gmi (100 steps))") == 1
+
+
+def test_random_latents_are_shown_once_per_gan_under_every_row_that_shares_it():
+    rows = [row("gmi", s, 2.5) for s in range(3)] + [row("mirror-bb", s, 1.9) for s in range(3)] + [row("kedmi", s, 2.0, gan="kedmi-gan-") for s in range(3)]
+    text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    latents = [line for line in text.splitlines() if "random latents" in line and line.startswith("|")]
+    assert [line.split("|")[1].strip() for line in latents] == [
+        "calibration: random latents of the attack's GAN (gmi, mirror-bb)", "calibration: random latents of the attack's GAN (kedmi)"]
+    assert all(line.split("|")[4].strip() == "6.1 [5.85, 6.35]" for line in latents)  # one value per seed, not one per row
+    assert "white-box GMI above black-box Mirror: **reversed**" in text and "(where it comes from: protocol `glyphs-explain`)" in text
+
+
+@pytest.mark.parametrize("label", bench.EXPLAIN_ROWS)
+def test_every_explain_row_is_a_valid_config_of_its_attack(label):
+    cfg = bench.config("glyphs-explain", label, 0, 20)
+    assert cfg.attack.params == bench.ROWS[label][1] and bench.label_of({"attack": cfg.attack.name, "config": cfg.model_dump()}) == label
