@@ -19,7 +19,7 @@ then lacks; chance top-1 0.1): an inversion that looks like a public digit count
 
 Each table: mean [95% t interval over seeds] of knn_ratio (the ranking metric: the judge-feature distance of
 an inversion to the nearest private image of its class, relative to that of real held-out images), fid_eval,
-judge top-1 (and top-5 where k < classes), gradients, queries, seconds; calibration rows (blank image, mean
+judge top-1 (and top-5 where k < classes), gradients, queries, seconds of the search and of the GAN's training; calibration rows (blank image, mean
 public image, random latents of the same GAN, private class-mean image, real held-out private images at the
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
 reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocol: for a reversal, the two
@@ -163,6 +163,15 @@ def gan_families(per_gan: list[dict], rows: list[dict]) -> dict[str, list[dict]]
     return groups(per_gan, lambda r: family_of[label_of(r)])
 
 
+def costs(rows: list[dict]) -> list[str | None]:
+    """Mean (range) over seeds of the search's seconds and of the GAN's training seconds. A run that trained its GAN
+    counts that training in its `seconds`; it is taken out here, so the search column compares like with like and the
+    GAN column shows the one-off cost of the prior (the same GAN serves every row of a seed that shares it)."""
+    gans = [(r.get("attack_details") or {}).get("gan") or {} for r in rows]
+    search = [{"s": r["seconds"] - (g.get("seconds", 0.0) if g.get("cached") is False else 0.0)} for r, g in zip(rows, gans) if isinstance(r.get("seconds"), (int, float))]
+    return [spread(search, "s"), spread([{"s": g["seconds"]} for g in gans if "seconds" in g], "s")]
+
+
 def n_per_seed(rows: list[dict]) -> int | str:
     """Inversions per seed: one number where every run agrees."""
     counts = sorted({r["num_targets"] for r in rows})
@@ -177,14 +186,14 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
     lines = [f"## Protocol `{protocol}`: {classes} private classes, {per_class} inversions per class per seed, a judge of {judged} classes "
              f"(chance top-1 {1 / judged:.3f})", ""]
     lines.append(benchmark.provenance(runs, rows))
-    columns = ["row", "seeds", "n/seed", *METRICS, "target acc", "judge acc", "gradients", "queries", "seconds"]
+    columns = ["row", "seeds", "n/seed", *METRICS, "target acc", "judge acc", "gradients", "queries", "search s", "GAN s"]
     body = []
     for label, mine in by_label.items():
         body.append(
             [label, len(mine), n_per_seed(mine)]
             + [metric_interval(mine, m) or "n/a" for m in METRICS]
             + [metric_interval(mine, m) for m in ("target_test_acc", "evaluator_test_acc")]
-            + [spread(mine, m) for m in ("gradients", "queries", "seconds")]
+            + [spread(mine, m) for m in ("gradients", "queries")] + costs(mine)
         )
     for name, description in CALIBRATION.items():
         having = [r for r in rows if name in (r.get("baselines") or {})]
@@ -197,7 +206,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             body.append(
                 [f"calibration: {description}{f' ({source})' if source else ''}", len(group), n_per_seed(group)]
                 + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in METRICS]
-                + [None] * 5
+                + [None] * 6
             )
     lines.append(table(columns, body))
     knn = {label: metric_interval(mine, "knn_ratio") for label, mine in by_label.items()}
@@ -245,9 +254,9 @@ def explain(by_label: dict) -> list[str]:
             continue
         lines += ["", f"### Where '{worse} above {better}' comes from (rows that test it)", ""]
         shown = {better: by_label[better], worse: by_label[worse], **{label: by_label[label] for label in present}}
-        columns = ["row", "seeds", "n/seed", "knn_ratio", "attack_acc_top1", "fid_eval", "gradients", "queries", "seconds"]
+        columns = ["row", "seeds", "n/seed", "knn_ratio", "attack_acc_top1", "fid_eval", "gradients", "queries", "search s", "GAN s"]
         lines.append(table(columns, [[label, len(mine), n_per_seed(mine), *(metric_interval(mine, m) for m in ("knn_ratio", "attack_acc_top1", "fid_eval")),
-                                      *(spread(mine, m) for m in ("gradients", "queries", "seconds"))] for label, mine in shown.items()]))
+                                      *(spread(mine, m) for m in ("gradients", "queries")), *costs(mine)] for label, mine in shown.items()]))
         lines.append("")
         knn = {label: metric_interval(mine, "knn_ratio") for label, mine in shown.items()}
         for label in present:
