@@ -84,7 +84,7 @@ EXPLAIN_ROWS = [label for labels in EXPLAIN.values() for label in labels]
 PROTOCOLS = {
     "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "plg-mi", "mi-face-paper",
                                                       "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi"]},
-    "glyphs-explain": {"data": GLYPHS, "per_class": 20, "rows": [row for pair in EXPLAIN for row in pair] + EXPLAIN_ROWS, "explain": True},
+    "glyphs-explain": {"data": GLYPHS, "per_class": 20, "rows": [row for pair in EXPLAIN for row in pair] + EXPLAIN_ROWS, "explain": True, "metrics": ["diversity_ratio"]},
     "glyphs-budget": {"data": GLYPHS, "per_class": 2, "seeds": 3,
                       "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper", "brep-mi", "brep-mi (modelinv default)", "plg-mi",
                                "plg-mi (published budget)"],
@@ -94,6 +94,12 @@ PROTOCOLS = {
     "mnist5k": {"data": {"source": "mnist5k", "split": "class-disjoint", "judge_classes": "all"}, "per_class": 20, "rows": MAIN},
 }
 METRICS = ["knn_ratio", "fid_eval", "attack_acc_top1", "attack_acc_top5", "knn_dist"]
+
+
+def metrics_of(protocol: str) -> list[str]:
+    """The metrics a protocol's runs compute: METRICS, plus its own (glyphs-explain: diversity_ratio, which tests
+    whether an attack leads on knn_ratio by returning copies of its one best image)."""
+    return METRICS + PROTOCOLS[protocol].get("metrics", [])
 CALIBRATION = {
     "blank": "blank image",
     "mean-public": "mean public image",
@@ -127,7 +133,7 @@ def config(protocol: str, row: str, seed: int, per_class: int) -> ExperimentConf
             "access": ACCESS.get(attack, WHITE_BOX),
             "attack": {"name": attack, "params": params},
             "per_class": per_class,
-            "metrics": METRICS,
+            "metrics": metrics_of(protocol),
         },
     )
 
@@ -186,12 +192,13 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
     lines = [f"## Protocol `{protocol}`: {classes} private classes, {per_class} inversions per class per seed, a judge of {judged} classes "
              f"(chance top-1 {1 / judged:.3f})", ""]
     lines.append(benchmark.provenance(runs, rows))
-    columns = ["row", "seeds", "n/seed", *METRICS, "target acc", "judge acc", "gradients", "queries", "search s", "GAN s"]
+    metrics = metrics_of(protocol)
+    columns = ["row", "seeds", "n/seed", *metrics, "target acc", "judge acc", "gradients", "queries", "search s", "GAN s"]
     body = []
     for label, mine in by_label.items():
         body.append(
             [label, len(mine), n_per_seed(mine)]
-            + [metric_interval(mine, m) or "n/a" for m in METRICS]
+            + [metric_interval(mine, m) or "n/a" for m in metrics]
             + [metric_interval(mine, m) for m in ("target_test_acc", "evaluator_test_acc")]
             + [spread(mine, m) for m in ("gradients", "queries")] + costs(mine)
         )
@@ -205,7 +212,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         for source, group in (gan_families(per_seed, having) if name == "random-latents" else {"": per_seed}).items():
             body.append(
                 [f"calibration: {description}{f' ({source})' if source else ''}", len(group), n_per_seed(group)]
-                + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in METRICS]
+                + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in metrics]
                 + [None] * 6
             )
     lines.append(table(columns, body))
@@ -254,15 +261,17 @@ def explain(by_label: dict) -> list[str]:
             continue
         lines += ["", f"### Where '{worse} above {better}' comes from (rows that test it)", ""]
         shown = {better: by_label[better], worse: by_label[worse], **{label: by_label[label] for label in present}}
-        columns = ["row", "seeds", "n/seed", "knn_ratio", "attack_acc_top1", "fid_eval", "gradients", "queries", "search s", "GAN s"]
-        lines.append(table(columns, [[label, len(mine), n_per_seed(mine), *(metric_interval(mine, m) for m in ("knn_ratio", "attack_acc_top1", "fid_eval")),
+        shown_metrics = ["knn_ratio", "diversity_ratio", "attack_acc_top1", "fid_eval"]
+        columns = ["row", "seeds", "n/seed", *shown_metrics, "gradients", "queries", "search s", "GAN s"]
+        lines.append(table(columns, [[label, len(mine), n_per_seed(mine), *(metric_interval(mine, m) or "n/a" for m in shown_metrics),
                                       *(spread(mine, m) for m in ("gradients", "queries")), *costs(mine)] for label, mine in shown.items()]))
         lines.append("")
         knn = {label: metric_interval(mine, "knn_ratio") for label, mine in shown.items()}
         for label in present:
             versus = [f"{compare(knn[label], knn[end], higher_is_better=False)} than {end}".replace("not distinguishable than", "not distinguishable from")
                       for end in (better, worse)]
-            lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}.")
+            spread_iv = metric_interval(shown[label], "diversity_ratio")
+            lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}" + (f" (diversity_ratio {spread_iv.text()})." if spread_iv else "."))
         targets = groups([r for mine in shown.values() for r in mine], lambda r: r["seed"])
         shared = [seed for seed, runs in targets.items() if len({(r["checkpoints"]["target_sha256"], r["checkpoints"]["evaluator_sha256"]) for r in runs}) == 1]
         lines.append(f"- Seeds whose rows all attacked the same target weights and were judged by the same judge: {len(shared)} of {len(targets)}.")

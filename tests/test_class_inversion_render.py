@@ -30,10 +30,12 @@ def test_explain_table_states_each_variant_against_both_ends_and_whether_the_tar
            "mirror-bb (no selection)": (2.5, 2.6, 2.4), "gmi (100 steps)": (2.5, 2.2, 2.0)}
     rows = [row(label, seed, v) for label, values in knn.items() for seed, v in enumerate(values)]
     rows[-1]["checkpoints"]["target_sha256"] = "other"  # seed 2 of one row attacked another target
+    for r in rows:
+        r["diversity_ratio"] = 0.1 if r["attack"] == "mirror-bb" else 0.6
     text = bench.render("glyphs-explain", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert "### Where 'mirror-bb above gmi' comes from" in text
-    assert "- mirror-bb (selection, 1 generation): knn_ratio 1.95 [1.7, 2.2]: better than gmi; not distinguishable from mirror-bb." in text
-    assert "- mirror-bb (no selection): knn_ratio 2.5 [2.25, 2.75]: not distinguishable from gmi; worse than mirror-bb." in text
+    assert "- mirror-bb (selection, 1 generation): knn_ratio 1.95 [1.7, 2.2]: better than gmi; not distinguishable from mirror-bb (diversity_ratio 0.1 [0.1, 0.1])." in text
+    assert "- mirror-bb (no selection): knn_ratio 2.5 [2.25, 2.75]: not distinguishable from gmi; worse than mirror-bb (diversity_ratio 0.1 [0.1, 0.1])." in text
     assert "not distinguishable from gmi; not distinguishable from mirror-bb" in text  # gmi (100 steps): wide interval
     assert "the same target weights and were judged by the same judge: 2 of 3." in text
     assert text.count("calibration: random latents of the attack's GAN (gmi, mirror-bb, mirror-bb (selection, 1 generation), mirror-bb (no selection), gmi (100 steps))") == 1

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from scipy.spatial.distance import pdist
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # the `test` extra: the reference for SSIM and PSNR
 from torch import nn
 
@@ -206,6 +207,25 @@ def test_knn_ratio_compares_with_real_held_out_images():
     assert value == pytest.approx(((0.25 + 0.05 + 5) / 3) / 0.625)
     with pytest.raises(ModelinvError, match="'knn_ratio' needs holdout"):
         metric("knn_ratio", reconstructions=recon, labels=labels, evaluator=Identity(), private=priv)
+
+
+def test_diversity_ratio_is_the_within_class_pairwise_spread_against_real_images_as_scipy_computes_it():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(40, 5))  # two classes of 20 real held-out feature vectors
+    real_y = np.repeat([0, 1], 20)
+    recon = np.concatenate([rng.normal(size=(6, 5)) * 0.5, rng.normal(size=(9, 5)) * 2.0])
+    labels = np.repeat([0, 1], [6, 9])
+    holdout = private(torch.tensor(real, dtype=torch.float32).view(40, 1, 1, 5), real_y.tolist())
+    value = metric("diversity_ratio", reconstructions=torch.tensor(recon, dtype=torch.float32).view(15, 1, 1, 5), labels=torch.tensor(labels),
+                   evaluator=Identity(), holdout=holdout)
+    # the definition: per class the mean squared distance over pairs, summed over classes, fake over real
+    spread = lambda z: pdist(z, "sqeuclidean").mean()  # noqa: E731
+    expected = sum(spread(recon[labels == c].astype(np.float32)) for c in (0, 1)) / sum(spread(real[real_y == c].astype(np.float32)) for c in (0, 1))
+    assert value == pytest.approx(expected, rel=1e-5)
+    copies = torch.tensor(recon[:1], dtype=torch.float32).view(1, 1, 1, 5).repeat(20, 1, 1, 1)  # a collapsed search: one image 20 times
+    assert metric("diversity_ratio", reconstructions=copies, labels=torch.zeros(20, dtype=torch.int64), evaluator=Identity(), holdout=holdout) == 0.0
+    assert metric("diversity_ratio", reconstructions=holdout.x, labels=holdout.y, evaluator=Identity(), holdout=holdout) == pytest.approx(1.0)
+    assert metric("diversity_ratio", reconstructions=copies[:1], labels=torch.zeros(1, dtype=torch.int64), evaluator=Identity(), holdout=holdout) is None
 
 
 def test_fid_eval_is_per_class_then_averaged_in_one_dimension():
@@ -469,7 +489,7 @@ def test_compute_names_the_metric_and_what_it_lacks():
 def test_describe_metrics_lists_every_metric():
     described = {d["name"]: d for d in describe_metrics()}
     assert set(described) == set(METRICS.names()) == {
-        "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "fid_eval", "dcor", "dcor_observation",
+        "mse", "psnr", "ssim", "attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio", "diversity_ratio", "fid_eval", "dcor", "dcor_observation",
         "attr_acc", "attr_precision", "attr_recall", "attr_baseline_acc", "attr_ideal_acc", "attr_advantage",
         "bow_f1", "bow_precision", "bow_recall", "bow_sensitive_recall", "cand_top1", "cand_top5", "cand_advantage", "exposure", "exposure_inserted",
         "extraction", "extraction_inserted",

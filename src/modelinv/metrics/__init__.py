@@ -17,6 +17,7 @@ from modelinv.metrics import (  # noqa: F401  (registration)
     candidates,
     dcor,
     dcor_observation,
+    diversity_ratio,
     exposure,
     extraction,
     fid_eval,
