@@ -25,9 +25,9 @@ def test_rows_at_different_thread_counts_cannot_share_a_table():
 
 
 def test_a_rendered_table_reports_the_load_its_runs_recorded_not_the_load_now():
-    rows = [row(0, load=[0.5, 1.1]), row(1, load=[2.02, 1.9]), row(2)]
+    rows = [row(0, load=[0.5, 1.1]), row(1, load=[2.02, 1.9]), row(2, cpu="")]
     text = provenance([rendered(rows)], rows)
-    assert "machine: x86_64 AVX512" in text
+    assert "machine: x86_64 AVX512 (1 of 3 runs predate the CPU record)" in text
     assert "load average (1 min) at the runs' start and end 0.5-2.02 (2 of 3 runs recorded it)" in text
     assert "1 runs stored before the load was recorded per run" in text
     assert "9.99" not in text  # the load while rendering says nothing about the runs

@@ -116,11 +116,12 @@ def provenance(runs: Sequence[Run], rows: Sequence[dict[str, Any]] | None = None
 def machine(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> str:
     """Where the rows were computed: the CPUs and cores the runs recorded and the range of their 1-minute load
     averages at start and end, how many runs predate that record, and the load around this invocation when it computed."""
-    cpus = sorted({(r.get("versions") or {}).get("cpu") for r in rows} - {None})
+    cpus = sorted({(r.get("versions") or {}).get("cpu") for r in rows} - {None, ""})
     recorded = [r["machine"] for r in rows if r.get("machine")]
     loads = [v for m in recorded for v in m.get("load_1min", []) if v is not None]
     cores = sorted({m.get("cores") for m in recorded} - {None})
-    parts = [f"machine: {'; '.join(cpus) or platform.machine()}"]
+    unrecorded = sum(1 for r in rows if not (r.get("versions") or {}).get("cpu"))
+    parts = [f"machine: {'; '.join(cpus) or platform.machine()}" + (f" ({unrecorded} of {len(rows)} runs predate the CPU record)" if cpus and unrecorded else "")]
     if recorded:
         parts.append(f"{'/'.join(map(str, cores))} available cores, load average (1 min) at the runs' start and end {min(loads)}-{max(loads)} "
                      f"({len(recorded)} of {len(rows)} runs recorded it)" if loads else f"{'/'.join(map(str, cores))} available cores")
