@@ -272,6 +272,12 @@ def explain(by_label: dict) -> list[str]:
                       for end in (better, worse)]
             spread_iv = metric_interval(shown[label], "diversity_ratio")
             lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}" + (f" (diversity_ratio {spread_iv.text()})." if spread_iv else "."))
+        spread_of = {label: metric_interval(mine, "diversity_ratio") for label, mine in shown.items()}
+        if spread_of[better] and spread_of[worse]:
+            verdict = compare(spread_of[worse], spread_of[better])
+            word = {"better": "more varied than", "worse": "less varied than", "not distinguishable": "not distinguishable from"}[verdict]
+            lines.append(f"- Within-class variety (diversity_ratio; real held-out images: 1): {worse}'s inversions {spread_of[worse].text()} are {word} "
+                         f"{better}'s {spread_of[better].text()}.")
         targets = groups([r for mine in shown.values() for r in mine], lambda r: r["seed"])
         shared = [seed for seed, runs in targets.items() if len({(r["checkpoints"]["target_sha256"], r["checkpoints"]["evaluator_sha256"]) for r in runs}) == 1]
         lines.append(f"- Seeds whose rows all attacked the same target weights and were judged by the same judge: {len(shared)} of {len(targets)}.")

@@ -38,6 +38,7 @@ def test_explain_table_states_each_variant_against_both_ends_and_whether_the_tar
     assert "- mirror-bb (no selection): knn_ratio 2.5 [2.25, 2.75]: not distinguishable from gmi; worse than mirror-bb (diversity_ratio 0.1 [0.1, 0.1])." in text
     assert "not distinguishable from gmi; not distinguishable from mirror-bb" in text  # gmi (100 steps): wide interval
     assert "the same target weights and were judged by the same judge: 2 of 3." in text
+    assert "- Within-class variety (diversity_ratio; real held-out images: 1): mirror-bb's inversions 0.1 [0.1, 0.1] are less varied than gmi's 0.6 [0.6, 0.6]." in text
     assert text.count("calibration: random latents of the attack's GAN (gmi, mirror-bb, mirror-bb (selection, 1 generation), mirror-bb (no selection), gmi (100 steps))") == 1
 
 
