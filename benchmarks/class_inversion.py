@@ -100,6 +100,8 @@ def metrics_of(protocol: str) -> list[str]:
     """The metrics a protocol's runs compute: METRICS, plus its own (glyphs-explain: diversity_ratio, which tests
     whether an attack leads on knn_ratio by returning copies of its one best image)."""
     return METRICS + PROTOCOLS[protocol].get("metrics", [])
+
+
 CALIBRATION = {
     "blank": "blank image",
     "mean-public": "mean public image",
@@ -157,9 +159,9 @@ def gan_families(per_gan: list[dict], rows: list[dict]) -> dict[str, list[dict]]
     """The runs of `per_gan` (one per GAN) grouped by the row labels that share those GANs: 'gmi, mirror-bb' -> runs."""
     users: dict[str | None, list[str]] = {}
     for r in rows:
-        users.setdefault(gan_of(r), [])
-        if label_of(r) not in users[gan_of(r)]:
-            users[gan_of(r)].append(label_of(r))
+        sharing, label = users.setdefault(gan_of(r), []), label_of(r)
+        if label not in sharing:
+            sharing.append(label)
     families: list[list[str]] = []
     for labels in users.values():  # labels sharing any GAN form one family
         joined = [f for f in families if set(f) & set(labels)]
@@ -267,12 +269,11 @@ def explain(by_label: dict) -> list[str]:
                                       *(spread(mine, m) for m in ("gradients", "queries")), *costs(mine)] for label, mine in shown.items()]))
         lines.append("")
         knn = {label: metric_interval(mine, "knn_ratio") for label, mine in shown.items()}
+        spread_of = {label: metric_interval(mine, "diversity_ratio") for label, mine in shown.items()}
         for label in present:
             versus = [f"{compare(knn[label], knn[end], higher_is_better=False)} than {end}".replace("not distinguishable than", "not distinguishable from")
                       for end in (better, worse)]
-            spread_iv = metric_interval(shown[label], "diversity_ratio")
-            lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}" + (f" (diversity_ratio {spread_iv.text()})." if spread_iv else "."))
-        spread_of = {label: metric_interval(mine, "diversity_ratio") for label, mine in shown.items()}
+            lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}" + (f" (diversity_ratio {spread_of[label].text()})." if spread_of[label] else "."))
         if spread_of[better] and spread_of[worse]:
             verdict = compare(spread_of[worse], spread_of[better])
             word = {"better": "more varied than", "worse": "less varied than", "not distinguishable": "not distinguishable from"}[verdict]

@@ -35,7 +35,7 @@ from modelinv.experiment.grid import run_id
 from modelinv.experiment.runner import load_splits
 from modelinv.metrics import METRICS
 from modelinv.report import benchmark
-from modelinv.report.aggregate import Interval, bounds_of, compare, groups, metric_interval, scaled
+from modelinv.report.aggregate import Interval, compare, groups, metric_interval, scaled_interval
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -208,7 +208,7 @@ def value(rows: list[dict], metric: str, scale: float = 1.0) -> Interval | str |
     """The interval of `metric` (x scale) over the rows; 'pending' for a metric this build does not have; None where undefined."""
     if metric == OBSERVED_DCOR and metric not in METRICS:
         return "pending"
-    return metric_interval(rows, metric, lambda r: None if r.get(metric) is None else r[metric] * scale, scaled(bounds_of(metric), scale))
+    return scaled_interval(rows, metric, scale)
 
 
 def constant(rows: list[dict], key: str) -> Any:

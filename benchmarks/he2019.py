@@ -26,7 +26,7 @@ from modelinv.errors import ModelinvError
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import run_id
 from modelinv.report import benchmark
-from modelinv.report.aggregate import Interval, bounds_of, compare, fmt, groups, metric_interval, scaled, spread
+from modelinv.report.aggregate import Interval, compare, fmt, groups, metric_interval, scaled_interval, spread
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -146,7 +146,7 @@ def config(row: Row, args, seed: int) -> ExperimentConfig | None:
 
 
 def iv(rows: list[dict], metric: str, scale: float = 1.0) -> Interval | None:
-    return metric_interval(rows, metric, lambda r: None if r.get(metric) is None else r[metric] * scale, scaled(bounds_of(metric), scale))
+    return scaled_interval(rows, metric, scale)
 
 
 def shift(i: Interval | None, by: float) -> Interval | None:

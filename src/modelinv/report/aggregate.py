@@ -91,12 +91,6 @@ def groups(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Hasha
     return out
 
 
-def scaled(bounds: tuple[float, float], scale: float) -> tuple[float, float]:
-    """A range after multiplying the values by `scale` (e.g. accuracies in percent: (0, 1) x 100 -> (0, 100))."""
-    low, high = bounds[0] * scale, bounds[1] * scale
-    return (min(low, high), max(low, high))
-
-
 def metric_interval(
     rows: list[dict[str, Any]], metric: str, value: Callable[[dict[str, Any]], Any] | None = None, bounds: tuple[float, float] | None = None
 ) -> Interval | None:
@@ -109,6 +103,14 @@ def metric_interval(
     numbers = [get(r) for r in rows]
     numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)]
     return interval(numbers, bounds=bounds_of(metric) if bounds is None else bounds) if numbers else None
+
+
+def scaled_interval(rows: list[dict[str, Any]], metric: str, scale: float) -> Interval | None:
+    """metric_interval of `metric` x `scale` (e.g. accuracies in percent, scale 100), clipped to the metric's range x scale.
+
+    Example: scaled_interval([{"attack_acc_top1": 1.0}, {"attack_acc_top1": 0.9}], "attack_acc_top1", 100).high -> 100."""
+    low, high = (b * scale for b in bounds_of(metric))
+    return metric_interval(rows, metric, lambda r: None if r.get(metric) is None else r[metric] * scale, (min(low, high), max(low, high)))
 
 
 def spread(rows: list[dict[str, Any]], metric: str) -> str | None:
