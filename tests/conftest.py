@@ -13,7 +13,25 @@ import pytest
 import torch
 
 os.environ["MODELINV_QUIET"] = "1"
-torch.set_num_threads(2)
+
+
+def share_of_the_cores() -> int:
+    """Under pytest-xdist (`make test`: one worker per core), pin worker i to its own share of the cores
+    (cores i, i + n, ...) and return how many it got; otherwise 2 (threads of a plain `pytest`).
+
+    Every command a test invokes defaults to torch threads = the cores available to its process: without a
+    share each of n workers would run n threads on n cores (4 threads on 2 cores), and every timing and the
+    wall time of the suite would suffer from it. Subprocesses a test starts inherit the worker's share."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker is None or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return 2
+    cores = sorted(os.sched_getaffinity(0))
+    share = set(cores[int(worker.removeprefix("gw")) % len(cores) :: count]) or set(cores)
+    os.sched_setaffinity(0, share)
+    return len(share)
+
+
+torch.set_num_threads(share_of_the_cores())
 
 
 @pytest.fixture(scope="session", autouse=True)
