@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -45,7 +46,7 @@ from modelinv.data.text import content_words, text_splits
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.grid import run_id
 from modelinv.report import benchmark
-from modelinv.report.aggregate import Interval, compare, fmt, interval, metric_interval
+from modelinv.report.aggregate import Interval, bounds_of, compare, fmt, interval, metric_interval
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -206,12 +207,11 @@ def canary_section(cell: dict) -> list[str]:
     rows = cell.get(("canary",), [])
     if not rows:
         return []
-    by = lambda count: metric_interval(rows, "exposure", lambda r: r["attack_details"]["exposure_by_repetitions"].get(str(count)))  # noqa: E731
-    never = by(0)
+    never = by_count(rows, 0)
     seeds = len({r["seed"] for r in rows})
     space = sorted({v for r in rows for v in r["attack_details"]["space"].values()})
     body = [
-        [f"inserted {c} times", seeds, CANARIES_PER_COUNT, by(c), verdict(by(c), never)] for c in sorted(REPETITIONS, reverse=True)
+        [f"inserted {c} times", seeds, CANARIES_PER_COUNT, by_count(rows, c), verdict(by_count(rows, c), never)] for c in sorted(REPETITIONS, reverse=True)
     ] + [["trivial: never inserted", seeds, NEVER_INSERTED, never, ""]]
     train = rows[0].get("target_train") or {}
     return [
@@ -223,11 +223,21 @@ def canary_section(cell: dict) -> list[str]:
     ]
 
 
+def exposure_bounds(rows: list[dict]) -> tuple[float, float]:
+    """The range of canary-exposure rows' exposure, which their intervals are clipped to: 0 <= exposure <= log2 |R|
+    (rank 1; Carlini et al. 2019, Def. 3), |R| the largest candidate space of the rows."""
+    spaces = [v for r in rows for v in r["attack_details"]["space"].values()]
+    return (bounds_of("exposure")[0], math.log2(max(spaces))) if spaces else bounds_of("exposure")
+
+
 def by_count(rows: list[dict], count: int) -> Interval | None:
-    """Over seeds: the mean exposure (canary-exposure rows) or the extraction rate (extraction rows) of the canaries
-    inserted `count` times (0: never)."""
-    detail = "exposure_by_repetitions" if rows and rows[0]["attack"] == "canary-exposure" else "extraction_by_repetitions"
-    return metric_interval(rows, detail, lambda r: r["attack_details"][detail].get(str(count)))
+    """Over seeds: the mean exposure (canary-exposure rows, within `exposure_bounds`) or the extraction rate
+    (extraction rows, within [0, 1]) of the canaries inserted `count` times (0: never)."""
+    if rows and rows[0]["attack"] == "canary-exposure":
+        detail, bounds = "exposure_by_repetitions", exposure_bounds(rows)
+    else:
+        detail, bounds = "extraction_by_repetitions", bounds_of("extraction")
+    return metric_interval(rows, detail, lambda r: r["attack_details"][detail].get(str(count)), bounds)
 
 
 def extraction_section(cell: dict) -> list[str]:
@@ -251,13 +261,14 @@ def extraction_section(cell: dict) -> list[str]:
 def dp_section(cell: dict) -> list[str]:
     body, top = [], max(REPETITIONS)
     beam = f"beam {BEAMS[-1]}"
-    reference = metric_interval(cell.get(("lm", "own", "exposure", None), []), "exposure")
+    undefended = cell.get(("lm", "own", "exposure", None), [])
+    reference = metric_interval(undefended, "exposure", bounds=exposure_bounds(undefended))
     for epsilon in [None, *EPSILONS, *(e for e in QUICK_EPSILONS if e not in EPSILONS)]:
         exposure, extraction = cell.get(("lm", "own", "exposure", epsilon), []), cell.get(("lm", "own", beam, epsilon), [])
         if not exposure and not extraction:
             continue
         rows = exposure or extraction
-        ours = metric_interval(exposure, "exposure")
+        ours = metric_interval(exposure, "exposure", bounds=exposure_bounds(exposure))
         vs = "" if epsilon is None or ours is None or reference is None else ("1 seed: no interval" if ours.low is None else compare(ours, reference, higher_is_better=False).replace("better", "lower").replace("worse", "higher"))
         body.append([
             "no defense" if epsilon is None else f"DP-SGD, target epsilon {fmt(epsilon)}",

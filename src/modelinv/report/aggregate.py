@@ -22,8 +22,15 @@ from modelinv.metrics import METRICS
 
 CONFIDENCE = 0.95
 UNBOUNDED = (-math.inf, math.inf)
-# columns of a result row that are not registered metrics but have a range: the deployed target's and the judge's accuracy
-COLUMN_BOUNDS = {"target_test_acc": (0.0, 1.0), "evaluator_test_acc": (0.0, 1.0)}
+# columns of a result row that are not registered metrics but have a range: the deployed target's and the judge's
+# accuracy; DP-SGD's measured epsilon and noise multiplier, and the queries an attack made, are never negative
+COLUMN_BOUNDS = {
+    "target_test_acc": (0.0, 1.0),
+    "evaluator_test_acc": (0.0, 1.0),
+    "epsilon": (0.0, math.inf),
+    "noise_multiplier": (0.0, math.inf),
+    "queries": (0.0, math.inf),
+}
 
 
 @dataclass(frozen=True)
