@@ -55,8 +55,9 @@ def cells(values: list[float]) -> str:
     return f"{fmt(statistics.median(values))} ({', '.join(fmt(v) for v in values)})"
 
 
-def mean_interval(values: list[float]) -> str:
-    i = interval(values)
+def mean_interval(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> str:
+    """'mean [95% t interval]' of accuracies over seeds, clipped to their range (`bounds`)."""
+    i = interval(values, bounds=bounds)
     return i.text() if i is not None else "-"
 
 
