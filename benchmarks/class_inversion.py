@@ -1,6 +1,6 @@
 """Class-representative inversion: a protocol that ranks attacks, on offline glyphs, plus the mnist5k protocol.
 
-    python benchmarks/class_inversion.py                       # glyphs and glyphs-explain (seeds 0-4), glyphs-budget (0-2)
+    python benchmarks/class_inversion.py                       # glyphs and the glyphs-explain protocols (seeds 0-4), glyphs-budget (0-2)
     python benchmarks/class_inversion.py --quick               # one seed, 2 inversions per class: checks that it runs
     python benchmarks/class_inversion.py --protocol mnist5k    # the second protocol
     python benchmarks/class_inversion.py --attacks mi-face gmi # some rows (the others are kept in the store)
@@ -22,9 +22,10 @@ an inversion to the nearest private image of its class, relative to that of real
 judge top-1 (and top-5 where k < classes), gradients, queries, seconds of the search and of the GAN's training; calibration rows (blank image, mean
 public image, random latents of the same GAN, private class-mean image, real held-out private images at the
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
-reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocol: for a reversal, the two
-attacks again and rows that test where it comes from (`EXPLAIN`: the same attacks with one component removed or
-changed), all in one store computed on one machine, so every row of a seed attacks the same target weights
+reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocols (`glyphs-explain`: GMI
+against Mirror; `glyphs-explain-kedmi`: KEDMI against GMI): for a reversal, the two attacks again and rows that
+test where it comes from (`EXPLAIN`: the same attacks with one component removed or changed), with
+diversity_ratio, all in one store per protocol computed on one machine, so every row of a seed attacks the same target weights
 (a target trained on another CPU has other bits) and searches the same GAN.
 """
 
@@ -69,22 +70,41 @@ ROWS = {
     "mirror-bb (selection, 1 generation)": ("mirror-bb", {"generations": 1}),
     "mirror-bb (no selection)": ("mirror-bb", {"pool": 100}),
     "gmi (100 steps)": ("gmi", {**CPU_BUDGET["gmi"], "iterations": 100}),
+    # what KEDMI's deficit against GMI comes from: the same search, the mean G(mu_y) of each learned distribution
+    # returned instead of a sample per image (KEDMI's sigma stays near 1.3, wider than the latent prior's 1)
+    "kedmi (distribution means)": ("kedmi", {"output": "means"}),
 }
 # access per registered attack: what the black-box ones observe; the others are white-box
 ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}}
 WHITE_BOX = {"observe": None, "white_box": "full"}
 GLYPHS = {"source": "glyphs", "split": "class-disjoint", "private_classes": UPPER_CLASSES}
 MAIN = [label for label in ROWS if "(" not in label]
-# A reversal of a literature ordering (better, worse) -> the rows that test where it comes from; they run on the same
-# seeds and are shown in their own table, not in the ranking.
-EXPLAIN = {("gmi", "mirror-bb"): ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]}
-EXPLAIN_ROWS = [label for labels in EXPLAIN.values() for label in labels]
+# A reversal of a literature ordering (better, worse) -> the protocol that tests where it comes from and its rows
+# (the two attacks run again beside them). Each such protocol has its own store, computed on one machine, and its
+# rows are shown in their own table, not in the ranking.
+EXPLAIN = {
+    ("gmi", "mirror-bb"): ("glyphs-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
+    ("kedmi", "gmi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)"]),
+}
+EXPLAIN_ROWS = [label for _, labels in EXPLAIN.values() for label in labels]
+
+
+def explained(protocol: str) -> dict[tuple[str, str], list[str]]:
+    """The orderings a glyphs-explain protocol tests: (better, worse) -> its rows."""
+    return {pair: labels for pair, (where, labels) in EXPLAIN.items() if where == protocol}
+
+
+def explain_protocol(protocol: str) -> dict:
+    """A protocol that reruns the two attacks of each of its orderings and the rows that test the reversal, with diversity_ratio."""
+    rows = [label for pair, labels in explained(protocol).items() for label in (*pair, *labels)]
+    return {"data": GLYPHS, "per_class": 20, "rows": list(dict.fromkeys(rows)), "explain": True, "metrics": ["diversity_ratio"]}
+
 # protocol -> data, inversions per class, the rows it runs (in this order: every seed of a row before the next row,
 # so an interrupted run leaves complete rows; GAN-sharing rows follow the row that trains their GAN), and budget pairs
 PROTOCOLS = {
     "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "plg-mi", "mi-face-paper",
                                                       "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi"]},
-    "glyphs-explain": {"data": GLYPHS, "per_class": 20, "rows": [row for pair in EXPLAIN for row in pair] + EXPLAIN_ROWS, "explain": True, "metrics": ["diversity_ratio"]},
+    **{protocol: explain_protocol(protocol) for protocol, _ in EXPLAIN.values()},
     "glyphs-budget": {"data": GLYPHS, "per_class": 2, "seeds": 3,
                       "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper", "brep-mi", "brep-mi (modelinv default)", "plg-mi",
                                "plg-mi (published budget)"],
@@ -243,21 +263,22 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             continue
         verdict = compare(knn[better], knn[worse], higher_is_better=False)
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]
-        tested = " (where it comes from: protocol `glyphs-explain`)" if word == "reversed" and (better, worse) in EXPLAIN and not PROTOCOLS[protocol].get("explain") else ""
+        where = EXPLAIN.get((better, worse), (None,))[0]
+        tested = f" (where it comes from: protocol `{where}`)" if word == "reversed" and where and not PROTOCOLS[protocol].get("explain") else ""
         lines.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()}){tested}")
     if PROTOCOLS[protocol].get("explain"):
-        lines += explain(by_label)
+        lines += explain(by_label, protocol)
     return "\n".join(lines) + "\n"
 
 
-def explain(by_label: dict) -> list[str]:
-    """Per ordering in EXPLAIN: the rows that test where its reversal comes from, each against both ends of the ordering.
+def explain(by_label: dict, protocol: str) -> list[str]:
+    """Per ordering the protocol tests (EXPLAIN): the rows that test where its reversal comes from, each against both ends of the ordering.
 
     Every variant ran on the same seeds, targets and GANs as the rows it is compared with (the checkpoints' hashes
     are checked and the table says how many seeds share them); verdicts are by non-overlap of the knn_ratio
     intervals, as everywhere in the table."""
     lines: list[str] = []
-    for (better, worse), labels in EXPLAIN.items():
+    for (better, worse), labels in explained(protocol).items():
         present = [label for label in labels if label in by_label]
         if not present or better not in by_label or worse not in by_label:
             continue
@@ -287,7 +308,7 @@ def explain(by_label: dict) -> list[str]:
 
 def main() -> None:
     p = benchmark.parser(__file__, __doc__, seeds=5)
-    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=["glyphs", "glyphs-budget", "glyphs-explain"])
+    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=["glyphs", "glyphs-budget", *dict.fromkeys(where for where, _ in EXPLAIN.values())])
     p.add_argument("--attacks", nargs="+", choices=list(ROWS), default=None, help="rows to run (default: the protocol's); the others are kept in the store")
     p.add_argument("--per-class", type=int, default=None, help="inversions per class (default: the protocol's, 2 with --quick)")
     args = p.parse_args()

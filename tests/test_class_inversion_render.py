@@ -52,7 +52,18 @@ def test_random_latents_are_shown_once_per_gan_under_every_row_that_shares_it():
     assert "white-box GMI above black-box Mirror: **reversed**" in text and "(where it comes from: protocol `glyphs-explain`)" in text
 
 
+def test_each_reversal_points_to_the_protocol_that_tests_it_and_that_protocol_reruns_both_attacks():
+    rows = [row("gmi", s, 2.5 + 0.01 * s) for s in range(3)] + [row("kedmi", s, 3.5 + 0.01 * s, gan="kedmi-gan-") for s in range(3)]
+    text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    assert "- KEDMI >= GMI (Chen et al. 2021): **reversed** (knn_ratio 3.51 [3.49, 3.53] vs 2.51 [2.49, 2.53]) (where it comes from: protocol `glyphs-explain-kedmi`)" in text
+    assert bench.PROTOCOLS["glyphs-explain-kedmi"]["rows"] == ["kedmi", "gmi", "kedmi (distribution means)"]
+    assert bench.PROTOCOLS["glyphs-explain"]["rows"] == ["gmi", "mirror-bb", "mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]
+    explained = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    assert "(where it comes from" not in explained  # the explain protocol states the reversal, it does not point to itself
+
+
 @pytest.mark.parametrize("label", bench.EXPLAIN_ROWS)
 def test_every_explain_row_is_a_valid_config_of_its_attack(label):
-    cfg = bench.config("glyphs-explain", label, 0, 20)
+    protocol = next(where for where, labels in bench.EXPLAIN.values() if label in labels)
+    cfg = bench.config(protocol, label, 0, 20)
     assert cfg.attack.params == bench.ROWS[label][1] and bench.label_of({"attack": cfg.attack.name, "config": cfg.model_dump()}) == label

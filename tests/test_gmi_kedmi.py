@@ -28,14 +28,14 @@ PARAMS = {
 }
 
 
-def config(attack: str, metrics: list[str] | None = None) -> ExperimentConfig:
+def config(attack: str, metrics: list[str] | None = None, **params) -> ExperimentConfig:
     return ExperimentConfig(
         seed=0,
         data={"split": "class-disjoint", "evaluator_fraction": 0.2},  # a tiny target: give it 80% of the private pool, the judge the rest
         target={"arch": "lenet", "train": {"epochs": 2}},
         evaluator={"arch": "eval-cnn", "train": {"epochs": 2}},
         access={"observe": None, "white_box": "full"},
-        attack={"name": attack, "params": PARAMS[attack]},
+        attack={"name": attack, "params": {**PARAMS[attack], **params}},
         per_class=4,
         metrics=metrics,
     )
@@ -58,7 +58,9 @@ def runs(setting, tmp_path_factory):
     (tests/test_blackbox_attacks.py trains the same GMI and KEDMI GANs into the session's cache); given the
     setting, a run takes nothing else from the cache."""
     with own_model_cache(tmp_path_factory.mktemp("gan-cache")):
-        return {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
+        out = {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
+        out["kedmi means"] = run_experiment(config("kedmi", ["attack_acc_top1"], output="means"), setting)  # the cached GAN, the same search
+        return out
 
 
 @pytest.mark.slow
@@ -95,6 +97,22 @@ def test_beats_random_latents_of_the_same_gan(runs, setting, attack):
         attack_acc = (predict_logits(setting.target, images["reconstructions"]).argmax(1) == images["labels"]).float().mean().item()
     assert attack_acc >= 0.8
     assert attack_acc > random_acc + 0.4
+
+
+@pytest.mark.slow
+def test_kedmi_means_are_the_distributions_means_after_the_same_search(runs):
+    """`output: means` changes what is returned, not the search: the same learned distributions (sigma, losses),
+    one image per class (G(mu_y)) where the samples differ, and the judge recognises the class in it more often."""
+    (samples, sampled), (means, meant) = runs["kedmi"][0], runs["kedmi means"]
+    for key in ("sigma_mean_per_class", "final_prior_loss", "final_identity_loss"):
+        assert means["attack_details"][key] == samples["attack_details"][key]
+    images, labels = meant["reconstructions"], meant["labels"]
+    assert torch.equal(labels, sampled["labels"])
+    for c in labels.unique():
+        same = images[labels == c]
+        assert torch.equal(same, same[:1].expand_as(same))
+        assert not torch.equal(sampled["reconstructions"][labels == c][0], sampled["reconstructions"][labels == c][1])
+    assert means["attack_acc_top1"] > samples["attack_acc_top1"]  # 0.8 vs 0.4 here: the samples spread beyond the class
 
 
 @pytest.mark.slow
