@@ -56,7 +56,7 @@ def test_each_reversal_points_to_the_protocol_that_tests_it_and_that_protocol_re
     rows = [row("gmi", s, 2.5 + 0.01 * s) for s in range(3)] + [row("kedmi", s, 3.5 + 0.01 * s, gan="kedmi-gan-") for s in range(3)]
     text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert "- KEDMI >= GMI (Chen et al. 2021): **reversed** (knn_ratio 3.51 [3.49, 3.53] vs 2.51 [2.49, 2.53]) (where it comes from: protocol `glyphs-explain-kedmi`)" in text
-    assert bench.PROTOCOLS["glyphs-explain-kedmi"]["rows"] == ["kedmi", "gmi", "kedmi (distribution means)"]
+    assert bench.PROTOCOLS["glyphs-explain-kedmi"]["rows"] == ["kedmi", "gmi", "kedmi (distribution means)", "rlb-mi"]
     assert bench.PROTOCOLS["glyphs-explain"]["rows"] == ["gmi", "mirror-bb", "mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]
     explained = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert "(where it comes from" not in explained  # the explain protocol states the reversal, it does not point to itself
