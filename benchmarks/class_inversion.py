@@ -281,10 +281,15 @@ def explain(by_label: dict, protocol: str) -> list[str]:
     lines: list[str] = []
     for (better, worse), labels in explained(protocol).items():
         present = [label for label in labels if label in by_label]
-        if not present or better not in by_label or worse not in by_label:
+        ends = [end for end in (better, worse) if end in by_label]
+        if not present or not ends:
             continue
         lines += ["", f"### Where '{worse} above {better}' comes from (rows that test it)", ""]
-        shown = {better: by_label[better], worse: by_label[worse], **{label: by_label[label] for label in present}}
+        missing = [end for end in (better, worse) if end not in ends]
+        if missing:
+            lines += [f"**Partial: {', '.join(missing)} not run yet in this protocol; `python benchmarks/class_inversion.py --protocol {protocol}` "
+                      f"resumes it. The rows that test the reversal are compared with {ends[0]} only.**", ""]
+        shown = {**{end: by_label[end] for end in ends}, **{label: by_label[label] for label in present}}
         shown_metrics = ["knn_ratio", "diversity_ratio", "attack_acc_top1", "fid_eval"]
         columns = ["row", "seeds", "n/seed", *shown_metrics, "gradients", "queries", "search s", "GAN s"]
         lines.append(table(columns, [[label, len(mine), n_per_seed(mine), *(metric_interval(mine, m) or "n/a" for m in shown_metrics),
@@ -294,9 +299,9 @@ def explain(by_label: dict, protocol: str) -> list[str]:
         spread_of = {label: metric_interval(mine, "diversity_ratio") for label, mine in shown.items()}
         for label in present:
             versus = [f"{compare(knn[label], knn[end], higher_is_better=False)} than {end}".replace("not distinguishable than", "not distinguishable from")
-                      for end in (better, worse)]
+                      for end in ends]
             lines.append(f"- {label}: knn_ratio {knn[label].text()}: {'; '.join(versus)}" + (f" (diversity_ratio {spread_of[label].text()})." if spread_of[label] else "."))
-        if spread_of[better] and spread_of[worse]:
+        if not missing and spread_of[better] and spread_of[worse]:
             verdict = compare(spread_of[worse], spread_of[better])
             word = {"better": "more varied than", "worse": "less varied than", "not distinguishable": "not distinguishable from"}[verdict]
             lines.append(f"- Within-class variety (diversity_ratio; real held-out images: 1): {worse}'s inversions {spread_of[worse].text()} are {word} "
