@@ -67,3 +67,13 @@ def test_every_explain_row_is_a_valid_config_of_its_attack(label):
     protocol = next(where for where, labels in bench.EXPLAIN.values() if label in labels)
     cfg = bench.config(protocol, label, 0, 20)
     assert cfg.attack.params == bench.ROWS[label][1] and bench.label_of({"attack": cfg.attack.name, "config": cfg.model_dump()}) == label
+
+
+def test_a_partial_explain_protocol_says_what_is_missing_and_compares_with_what_is_there():
+    rows = [row("kedmi", s, 3.5 + 0.1 * s, gan="kedmi-gan-") for s in range(3)] + [row("kedmi (distribution means)", s, 3.4 + 0.1 * s, gan="kedmi-gan-") for s in range(3)]
+    for r in rows:
+        r["diversity_ratio"] = 0.0 if r["config"]["attack"]["params"] else 0.4
+    text = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    assert "**Partial: gmi not run yet in this protocol; `python benchmarks/class_inversion.py --protocol glyphs-explain-kedmi` resumes it." in text
+    assert "- kedmi (distribution means): knn_ratio 3.5 [3.25, 3.75]: not distinguishable from kedmi (diversity_ratio 0 [0, 0])." in text
+    assert "Within-class variety" not in text  # needs both ends of the ordering
