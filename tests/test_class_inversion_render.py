@@ -56,7 +56,7 @@ def test_each_reversal_points_to_the_protocol_that_tests_it_and_that_protocol_re
     rows = [row("gmi", s, 2.5 + 0.01 * s) for s in range(3)] + [row("kedmi", s, 3.5 + 0.01 * s, gan="kedmi-gan-") for s in range(3)]
     text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert "- KEDMI >= GMI (Chen et al. 2021): **reversed** (knn_ratio 3.51 [3.49, 3.53] vs 2.51 [2.49, 2.53]) (where it comes from: protocol `glyphs-explain-kedmi`)" in text
-    assert bench.PROTOCOLS["glyphs-explain-kedmi"]["rows"] == ["kedmi", "gmi", "kedmi (distribution means)", "rlb-mi"]
+    assert bench.PROTOCOLS["glyphs-explain-kedmi"]["rows"] == ["kedmi", "gmi", "kedmi (distribution means)", "gmi (KEDMI's GAN)", "kedmi (GMI's GAN)", "rlb-mi"]
     assert bench.PROTOCOLS["glyphs-explain"]["rows"] == ["gmi", "mirror-bb", "mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]
     explained = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert "(where it comes from" not in explained  # the explain protocol states the reversal, it does not point to itself
@@ -74,6 +74,8 @@ def test_a_partial_explain_protocol_says_what_is_missing_and_compares_with_what_
     for r in rows:
         r["diversity_ratio"] = 0.0 if r["config"]["attack"]["params"] else 0.4
     text = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
-    assert "**Partial: gmi not run yet in this protocol; `python benchmarks/class_inversion.py --protocol glyphs-explain-kedmi` resumes it." in text
+    assert ("**Partial: gmi, gmi (KEDMI's GAN), kedmi (GMI's GAN) not run yet in this protocol; `python benchmarks/class_inversion.py --protocol glyphs-explain-kedmi` "
+            "resumes it. The rows that test the reversal are compared with kedmi only.**") in text
+    assert "**Partial: rlb-mi not run yet" in text
     assert "- kedmi (distribution means): knn_ratio 3.5 [3.25, 3.75]: not distinguishable from kedmi (diversity_ratio 0 [0, 0])." in text
     assert "Within-class variety" not in text  # needs both ends of the ordering

@@ -42,6 +42,8 @@ def config(attack: str, metrics: list[str] | None = None, **params) -> Experimen
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+SWAPS = {"gmi": "kedmi", "kedmi": "gmi"}
+GAN_OF = {"gmi": "wgan-gp", "kedmi": "kedmi"}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,8 @@ def runs(setting, tmp_path_factory):
     with own_model_cache(tmp_path_factory.mktemp("gan-cache")):
         out = {attack: [run_experiment(config(attack, metrics), setting) for metrics in (None, ["attack_acc_top1"])] for attack in PARAMS}
         out["kedmi means"] = run_experiment(config("kedmi", ["attack_acc_top1"], output="means"), setting)  # the cached GAN, the same search
+        for attack, other in SWAPS.items():  # each search on the other attack's cached GAN
+            out[f"{attack} on {other}'s gan"] = run_experiment(config(attack, ["attack_acc_top1"], gan=GAN_OF[other]), setting)
         return out
 
 
@@ -113,6 +117,32 @@ def test_kedmi_means_are_the_distributions_means_after_the_same_search(runs):
         assert torch.equal(same, same[:1].expand_as(same))
         assert not torch.equal(sampled["reconstructions"][labels == c][0], sampled["reconstructions"][labels == c][1])
     assert means["attack_acc_top1"] > samples["attack_acc_top1"]  # 0.8 vs 0.4 here: the samples spread beyond the class
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", list(SWAPS))
+def test_gan_swap_searches_the_other_attacks_gan(runs, attack):
+    """`gan: <the other family>` loads the very GAN the other attack searched (same cache entry) and runs this
+    attack's own search on it: its details, new images."""
+    other = SWAPS[attack]
+    (swapped, images), (own, own_images), (theirs, their_images) = runs[f"{attack} on {other}'s gan"], runs[attack][0], runs[other][0]
+    assert swapped["attack_details"]["gan"]["path"] == theirs["attack_details"]["gan"]["path"] != own["attack_details"]["gan"]["path"]
+    assert swapped["attack_details"]["gan"]["cached"] is True
+    assert set(swapped["attack_details"]) - {"gan"} == set(own["attack_details"]) - {"gan"}
+    for reference in (own_images, their_images):
+        assert not torch.equal(images["reconstructions"], reference["reconstructions"])
+    assert 0 <= images["reconstructions"].min() and images["reconstructions"].max() <= 1
+
+
+@pytest.mark.parametrize(("attack", "field", "value"), [("gmi", "gp_weight", 5.0), ("kedmi", "entropy_weight", 0.1)])
+def test_a_setting_of_the_replaced_gan_is_refused(attack, field, value):
+    other = GAN_OF[SWAPS[attack]]
+    with pytest.raises(ModelinvError, match=f"attack.params.*{field} set the {GAN_OF[attack]} GAN, which gan: {other} replaces"):
+        ATTACKS.get(attack)(gan=other, **{field: value})
+    ATTACKS.get(attack)(gan=other, gan_steps=10)  # the settings every GAN has are kept
+    ATTACKS.get(attack)(**{field: value})  # and its own GAN's settings with its own GAN
+    with pytest.raises(ModelinvError, match="attack.params.gan"):
+        ATTACKS.get(attack)(gan="plg")
 
 
 @pytest.mark.slow

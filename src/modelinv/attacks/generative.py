@@ -6,33 +6,80 @@ target's, draw one seed from the attack's generator (it seeds the GAN and LOMMA'
 attack seed loads the same cached GAN), train or load the prior (`prior`), build the LOMMA identity loss
 when `lomma: true`, run the attack's own search (`search`), and return the images with the GAN's metadata
 first and LOMMA's last. Subclasses set `Params` (extending their GAN config and `LOMMAParams`) and
-implement `prior` and `search`.
+implement `search`, and `prior` unless their `Params` choose one of the unconditional GAN families `GANS`.
+
+`GANS` names those families: "wgan-gp" (GMI's WGAN-GP on public data) and "kedmi" (KEDMI's semi-supervised GAN,
+which learns the target's soft labels). GMI and KEDMI each search their own by default; their `gan` parameter
+swaps in the other one, an ablation that tells the prior's share of a difference between the two attacks from the
+search's. A swapped-in GAN is trained with that family's own defaults beyond `GANConfig` (a family-specific
+setting given for the other family is refused), so it is the very GAN, loaded from the cache, that the other
+attack searches at the same seed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, model_validator
 from torch import nn
 
 from modelinv.attacks.base import Attack, Reconstruction, Targets, requested_classes
 from modelinv.attacks.lomma import LOMMA
 from modelinv.data.types import Dataset
-from modelinv.gans import random_latent_images
+from modelinv.gans import GANConfig, gan_config, random_latent_images
+from modelinv.gans.kedmi import KEDMIGANConfig, kedmi_gan, realness
+from modelinv.gans.wgan_gp import WGANGPConfig, wgan_gp
 from modelinv.oracle import ThreatModel, WhiteBox
 from modelinv.seeding import derive_seed
 
 
 @dataclass
 class Prior:
-    """A trained GAN prior: the frozen generator, the discriminator when the search uses it, and the GAN's
-    metadata (`modelinv.gans.cached_gan`)."""
+    """A trained GAN prior: the frozen generator, the GAN's metadata (`modelinv.gans.cached_gan`) and, when the
+    search uses it, its discriminator's realness of each image (shape (N, ...) images -> (N,); higher: more real)."""
 
     generator: nn.Module
-    discriminator: nn.Module | None
     meta: dict[str, Any]
+    realness: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def wgan_gp_prior(target: WhiteBox, public: Dataset, params: GANConfig, seed: int) -> Prior:
+    """GMI's WGAN-GP (`modelinv.gans.wgan_gp`); realness is the critic's score D(x)."""
+    generator, critic, meta = wgan_gp(public, target.model, gan_config(WGANGPConfig, params), seed)
+    return Prior(generator, meta, lambda x: critic(x).squeeze(1))
+
+
+def kedmi_prior(target: WhiteBox, public: Dataset, params: GANConfig, seed: int) -> Prior:
+    """KEDMI's semi-supervised GAN (`modelinv.gans.kedmi`); realness is the logsumexp of its class logits."""
+    generator, discriminator, meta = kedmi_gan(target, public, gan_config(KEDMIGANConfig, params), seed)
+    return Prior(generator, meta, lambda x: realness(discriminator(x)))
+
+
+# family -> (its training settings, the prior it gives)
+GANS: dict[str, tuple[type[GANConfig], Callable[[WhiteBox, Dataset, GANConfig, int], Prior]]] = {
+    "wgan-gp": (WGANGPConfig, wgan_gp_prior),
+    "kedmi": (KEDMIGANConfig, kedmi_prior),
+}
+
+
+class GANChoice(BaseModel):
+    """The `gan` parameter of GMI and KEDMI: which family of `GANS` the search runs on. Each attack's `Params`
+    declares the field with its own family as the default; a setting specific to the default family (beyond
+    `GANConfig`) is refused when another family is chosen, since that family would ignore it."""
+
+    gan: Literal["wgan-gp", "kedmi"]
+
+    @model_validator(mode="after")
+    def _settings_of_the_chosen_gan(self) -> "GANChoice":
+        own = type(self).model_fields["gan"].default
+        if self.gan != own:
+            ignored = sorted((set(GANS[own][0].model_fields) - set(GANConfig.model_fields)) & self.model_fields_set)
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} set the {own} GAN, which gan: {self.gan} replaces")
+        return self
 
 
 class GenerativeAttack(Attack):
@@ -53,8 +100,9 @@ class GenerativeAttack(Attack):
         return Reconstruction(images, meta if lomma is None else {**meta, "lomma": lomma.meta}, references)
 
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
-        """The attack's GAN for `target` and the attacker's `public` data, trained with `seed` or loaded from the cache."""
-        raise NotImplementedError
+        """The attack's GAN for `target` and the attacker's `public` data, trained with `seed` or loaded from the
+        cache: by default the family `GANS[params.gan]`."""
+        return GANS[self.params.gan][1](target, public, self.params, seed)
 
     def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
         """Images for the classes `y` (one per entry), found in the latent space of `prior` with the attack's

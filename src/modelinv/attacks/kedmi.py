@@ -13,7 +13,9 @@ samples G(mu_y + sigma_y * eps), one per requested image, so the images of a cla
 distribution. Defaults are the reference's: lambda_id 100, lr 2e-2, 1,500 iterations, one sample per
 class per step; like the reference there are no restarts (it reports averages over 5 draws from the
 learned distributions instead). `output: means` returns G(mu_y) for every image of class y instead of samples:
-not the paper's attack, an ablation that measures what the samples' spread costs.
+not the paper's attack, an ablation that measures what the samples' spread costs. `gan: wgan-gp` runs the search
+on GMI's WGAN-GP instead (the one the gmi attack searches at the same seed), its critic's score D(x) in place of
+lse l(x): an ablation that measures the prior's share (`modelinv.attacks.generative.GANS`).
 
 With `lomma: true` the identity loss is LOMMA's (Nguyen et al., CVPR 2023; `modelinv.attacks.lomma`).
 """
@@ -27,12 +29,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import AttackParams
-from modelinv.attacks.generative import GenerativeAttack, Prior
+from modelinv.attacks.generative import GANChoice, GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
-from modelinv.data.types import Dataset
-from modelinv.gans import gan_config
-from modelinv.gans.kedmi import KEDMIGANConfig, kedmi_gan, realness
+from modelinv.gans.kedmi import KEDMIGANConfig
 from modelinv.oracle import WhiteBox
 from modelinv.progress import progress_bar
 
@@ -40,7 +40,10 @@ INITIAL_LOG_VAR = 1.0
 """log sigma^2 at the start of the search, as in the reference code."""
 
 
-class KEDMIParams(KEDMIGANConfig, LOMMAParams, AttackParams):
+class KEDMIParams(KEDMIGANConfig, LOMMAParams, GANChoice, AttackParams):
+    gan: Literal["kedmi", "wgan-gp"] = Field(
+        "kedmi", description="the GAN searched: KEDMI's (the paper) or GMI's WGAN-GP with its critic's score as the realness (an ablation: the prior's share)"
+    )
     lambda_id: float = Field(100.0, ge=0, description="weight of the identity loss CE(T(G(z)), y)")
     lambda_prior: float = Field(1.0, ge=0, description="weight of the prior loss -log D(G(z))")
     lr: float = Field(2e-2, gt=0, description="Adam step size on the means and log-variances")
@@ -59,15 +62,11 @@ class KEDMI(GenerativeAttack):
     learns_from_target = True  # its GAN learns from the target's outputs
     Params = KEDMIParams
 
-    def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
-        generator, discriminator, meta = kedmi_gan(target, public, gan_config(KEDMIGANConfig, self.params), seed)
-        return Prior(generator, discriminator, meta)
-
     def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """Learn N(mu, sigma^2) per class (module docstring); return one sample per requested image (or, with
         `output: means`, G(mu) of its class)."""
         p = self.params
-        generator, discriminator = prior.generator, prior.discriminator
+        generator, realness = prior.generator, prior.realness
         classes, which = y.unique(return_inverse=True)
         mu = torch.zeros(len(classes), p.latent_dim, device=y.device, requires_grad=True)
         log_var = torch.full((len(classes), p.latent_dim), INITIAL_LOG_VAR, device=y.device, requires_grad=True)
@@ -80,7 +79,7 @@ class KEDMI(GenerativeAttack):
         with progress_bar("KEDMI distribution search", p.iterations) as advance:
             for _ in range(p.iterations):
                 images = sample(torch.arange(len(classes), device=mu.device))
-                prior_loss = F.softplus(-realness(discriminator(images))).mean()
+                prior_loss = F.softplus(-realness(images)).mean()
                 identity = lomma(images, classes).mean() if lomma else F.cross_entropy(target(images), classes)
                 optimiser.zero_grad()
                 (p.lambda_prior * prior_loss + p.lambda_id * identity).backward()

@@ -44,7 +44,7 @@ class PLGMI(GenerativeAttack):
 
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
         generator, meta = plg_gan(target, public, gan_config(PLGGANConfig, self.params), seed)
-        return Prior(generator, None, meta)
+        return Prior(generator, meta)
 
     def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """One latent per requested image, optimised on two random augmentations per step (module docstring)."""
