@@ -26,7 +26,9 @@ reversed or not distinguishable by the knn_ratio intervals. glyphs-explain proto
 against Mirror; `glyphs-explain-kedmi`: KEDMI against GMI and RLB-MI): for a reversal, the two attacks again and rows that
 test where it comes from (`EXPLAIN`: the same attacks with one component removed or changed), with
 diversity_ratio, all in one store per protocol computed on one machine, so every row of a seed attacks the same target weights
-(a target trained on another CPU has other bits) and searches the same GAN.
+(a target trained on another CPU has other bits) and searches the same GAN. Its GAN-swap rows (`gan`: GMI's search
+on KEDMI's GAN, KEDMI's search on GMI's) follow their GAN where the prior makes the difference, their search where
+the search does.
 """
 
 from __future__ import annotations
