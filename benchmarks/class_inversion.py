@@ -263,7 +263,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             budgets = f"{ROWS[cpu][1] or 'defaults'} vs {ROWS[published][1] or 'defaults'}"
             lines.append(f"- {cpu} vs {published} ({budgets}): knn_ratio {knn[cpu].text()} vs {knn[published].text()}: **{word}**.")
         lines.append("")
-    lines += ["### The literature's orderings", ""]
+    orderings = []
     for better, worse, source in ORDERINGS:
         if knn.get(better) is None or knn.get(worse) is None:
             continue
@@ -271,7 +271,9 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]
         where = EXPLAIN.get((better, worse), (None,))[0]
         tested = f" (where it comes from: protocol `{where}`)" if word == "reversed" and where and not PROTOCOLS[protocol].get("explain") else ""
-        lines.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()}){tested}")
+        orderings.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()}){tested}")
+    if orderings:
+        lines += ["### The literature's orderings", "", *orderings]
     if PROTOCOLS[protocol].get("explain"):
         lines += explain(by_label, protocol)
     return "\n".join(lines) + "\n"

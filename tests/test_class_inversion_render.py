@@ -79,3 +79,4 @@ def test_a_partial_explain_protocol_says_what_is_missing_and_compares_with_what_
     assert "**Partial: rlb-mi not run yet" in text
     assert "- kedmi (distribution means): knn_ratio 3.5 [3.25, 3.75]: not distinguishable from kedmi (diversity_ratio 0 [0, 0])." in text
     assert "Within-class variety" not in text  # needs both ends of the ordering
+    assert "### The literature's orderings" not in text  # no ordering has both ends: no empty heading
