@@ -244,6 +244,11 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
                 + [None] * 6
             )
     lines.append(table(columns, body))
+    resume = f"`python benchmarks/class_inversion.py --protocol {protocol}` resumes it"
+    planned = PROTOCOLS[protocol]["rows"]
+    not_run = [label for label in planned if label not in by_label]
+    if not_run and not PROTOCOLS[protocol].get("explain"):  # an explain protocol says it per reversal
+        lines += ["", f"**Not run yet in this protocol: {', '.join(not_run)}; {resume}.**"]
     knn = {label: metric_interval(mine, "knn_ratio") for label, mine in by_label.items()}
     lines += ["", "### Ranking by knn_ratio (lower is better)", ""]
     ranked = sorted((iv.mean, label) for label, iv in knn.items() if iv is not None)
@@ -257,6 +262,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         lines += ["### What the CPU budget changes", ""]
         for cpu, published in pairs:
             if knn.get(cpu) is None or knn.get(published) is None:
+                lines.append(f"- {cpu} vs {published}: not run yet ({', '.join(r for r in (cpu, published) if knn.get(r) is None)}; {resume}).")
                 continue
             verdict = compare(knn[cpu], knn[published], higher_is_better=False)
             word = {"better": "better at the smaller budget", "worse": "worse at the smaller budget", "not distinguishable": "not distinguishable"}[verdict]
@@ -266,6 +272,8 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
     orderings = []
     for better, worse, source in ORDERINGS:
         if knn.get(better) is None or knn.get(worse) is None:
+            if better in planned and worse in planned:
+                orderings.append(f"- {source}: not run yet ({', '.join(r for r in (better, worse) if knn.get(r) is None)}; {resume}).")
             continue
         verdict = compare(knn[better], knn[worse], higher_is_better=False)
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]

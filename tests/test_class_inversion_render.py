@@ -79,4 +79,16 @@ def test_a_partial_explain_protocol_says_what_is_missing_and_compares_with_what_
     assert "**Partial: rlb-mi not run yet" in text
     assert "- kedmi (distribution means): knn_ratio 3.5 [3.25, 3.75]: not distinguishable from kedmi (diversity_ratio 0 [0, 0])." in text
     assert "Within-class variety" not in text  # needs both ends of the ordering
-    assert "### The literature's orderings" not in text  # no ordering has both ends: no empty heading
+    assert "### The literature's orderings\n\n- KEDMI >= GMI (Chen et al. 2021): not run yet (gmi; " in text  # said, not an empty heading
+
+
+def test_rows_and_orderings_not_run_yet_are_said_not_dropped():
+    rows = [row("gmi", s, 2.5 + 0.01 * s) for s in range(3)] + [row("kedmi", s, 3.5 + 0.01 * s, gan="kedmi-gan-") for s in range(3)]
+    text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    missing = [label for label in bench.PROTOCOLS["glyphs"]["rows"] if label not in ("gmi", "kedmi")]
+    assert f"**Not run yet in this protocol: {', '.join(missing)}; `python benchmarks/class_inversion.py --protocol glyphs` resumes it.**" in text
+    assert "- LOMMA improves GMI (Nguyen et al. 2023): not run yet (gmi+lomma; `python benchmarks/class_inversion.py --protocol glyphs` resumes it)." in text
+    assert "- GMI > MI-Face (Zhang et al. 2020): not run yet (mi-face;" in text
+    budget = bench.render("glyphs-budget", [row("gmi", s, 2.5) for s in range(3)], [Run(rows, None, 0.0, {}, {}, [])], 2)
+    assert "- gmi vs gmi (published budget): not run yet (gmi (published budget); `python benchmarks/class_inversion.py --protocol glyphs-budget` resumes it)." in budget
+    assert "- brep-mi vs brep-mi (modelinv default): not run yet (brep-mi, brep-mi (modelinv default);" in budget
