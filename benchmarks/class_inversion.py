@@ -5,6 +5,7 @@
     python benchmarks/class_inversion.py --protocol mnist5k    # the second protocol
     python benchmarks/class_inversion.py --attacks mi-face gmi # some rows (the others are kept in the store)
     python benchmarks/class_inversion.py --render              # rewrite the Markdown from the stored runs
+    (whatever ran, the Markdown has a section per protocol, `SHOWN`: rendered from its store, or said not run yet)
 
 glyphs protocol: the `glyphs` source (characters rendered from matplotlib's fonts), `class-disjoint` split with
 the 26 upper-case letters private (the LeNet target and, on a disjoint part of the private pool it never saw,
@@ -23,12 +24,13 @@ judge top-1 (and top-5 where k < classes), gradients, queries, seconds of the se
 public image, random latents of the same GAN, private class-mean image, real held-out private images at the
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
 reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocols (`glyphs-explain`: GMI
-against Mirror; `glyphs-explain-kedmi`: KEDMI against GMI and RLB-MI): for a reversal, the two attacks again and rows that
+against Mirror; `glyphs-explain-kedmi`: KEDMI against GMI and RLB-MI; `glyphs-explain-lomma`: GMI with and without
+LOMMA, and LOMMA's logit loss without its surrogates): for a reversal, the two attacks again and rows that
 test where it comes from (`EXPLAIN`: the same attacks with one component removed or changed), with
 diversity_ratio, all in one store per protocol computed on one machine, so every row of a seed attacks the same target weights
-(a target trained on another CPU has other bits) and searches the same GAN. Its GAN-swap rows (`gan`: GMI's search
-on KEDMI's GAN, KEDMI's search on GMI's) follow their GAN where the prior makes the difference, their search where
-the search does.
+(a target trained on another CPU has other bits) and searches the same GAN. The GAN-swap rows of glyphs-explain-kedmi
+(`gan`: GMI's search on KEDMI's GAN, KEDMI's search on GMI's) follow their GAN where the prior makes the difference,
+their search where the search does.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ ROWS = {
     # ... and the GAN swapped between the two (`gan`): which of KEDMI's prior and its search makes the difference
     "gmi (KEDMI's GAN)": ("gmi", {**CPU_BUDGET["gmi"], "gan": "kedmi"}),
     "kedmi (GMI's GAN)": ("kedmi", {"gan": "wgan-gp"}),
+    # what LOMMA changes in GMI: its logit loss alone (no distilled surrogates), against the full plug-in
+    "gmi+lomma (logit loss only)": ("gmi", {**CPU_BUDGET["gmi"], "lomma": True, "lomma_surrogates": []}),
 }
 # access per registered attack: what the black-box ones observe; the others are white-box
 ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}}
@@ -91,6 +95,7 @@ EXPLAIN = {
     ("gmi", "mirror-bb"): ("glyphs-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
     ("kedmi", "gmi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "gmi (KEDMI's GAN)", "kedmi (GMI's GAN)"]),
     ("kedmi", "rlb-mi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)"]),
+    ("gmi+lomma", "gmi"): ("glyphs-explain-lomma", ["gmi+lomma (logit loss only)"]),
 }
 EXPLAIN_ROWS = list(dict.fromkeys(label for _, labels in EXPLAIN.values() for label in labels))
 
@@ -119,6 +124,8 @@ PROTOCOLS = {
     # the judge tells all 10 digits apart (the public ones learnt from half the public pool, held out from the attacker)
     "mnist5k": {"data": {"source": "mnist5k", "split": "class-disjoint", "judge_classes": "all"}, "per_class": 20, "rows": MAIN},
 }
+# the order of the Markdown's sections: every protocol, run or not (the default run leaves out mnist5k, the second protocol)
+SHOWN = ["glyphs", "glyphs-budget", *dict.fromkeys(where for where, _ in EXPLAIN.values()), "mnist5k"]
 METRICS = ["knn_ratio", "fid_eval", "attack_acc_top1", "attack_acc_top5", "knn_dist"]
 
 
@@ -331,12 +338,12 @@ def explain(by_label: dict, protocol: str) -> list[str]:
 
 def main() -> None:
     p = benchmark.parser(__file__, __doc__, seeds=5)
-    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=["glyphs", "glyphs-budget", *dict.fromkeys(where for where, _ in EXPLAIN.values())])
+    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=[name for name in SHOWN if name != "mnist5k"])
     p.add_argument("--attacks", nargs="+", choices=list(ROWS), default=None, help="rows to run (default: the protocol's); the others are kept in the store")
     p.add_argument("--per-class", type=int, default=None, help="inversions per class (default: the protocol's, 2 with --quick)")
     args = p.parse_args()
     sections = ["# Class-representative inversion", "", __doc__.split("\n\n", 2)[2].strip(), ""]
-    for protocol in args.protocol:
+    for protocol in SHOWN:  # every protocol's section, whichever ran: the others are rendered from their stores
         spec = PROTOCOLS[protocol]
         seeds = args.seeds[: 1 if args.quick else spec.get("seeds", len(args.seeds))]
         per_class = args.per_class or (2 if args.quick else spec["per_class"])
@@ -345,13 +352,15 @@ def main() -> None:
         grid = [config(protocol, row, seed, per_class) for row in labels for seed in seeds]
         every = [config(protocol, row, seed, per_class) for row in spec["rows"] for seed in seeds]
         out = args.out / protocol
-        if args.render or not grid:
+        if args.render or not grid or protocol not in args.protocol:
             result = benchmark.run(every, argparse.Namespace(**{**vars(args), "render": True}), out=out) if (out / "results.sqlite").is_file() else None
         else:
             benchmark.run(grid, args, out=out)
             result = benchmark.run(every, argparse.Namespace(**{**vars(args), "render": True}), out=out)
         if result is not None and result.rows:
             sections.append(render(protocol, result.rows, [result], per_class))
+        else:
+            sections += [f"## Protocol `{protocol}`", "", f"Not run yet: `python benchmarks/class_inversion.py --protocol {protocol}` computes it (resumable).", ""]
     md = Path(args.out).with_suffix(".md")
     md.write_text("\n".join(sections))
     print(f"wrote {md}")

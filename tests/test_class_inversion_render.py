@@ -92,3 +92,12 @@ def test_rows_and_orderings_not_run_yet_are_said_not_dropped():
     budget = bench.render("glyphs-budget", [row("gmi", s, 2.5) for s in range(3)], [Run(rows, None, 0.0, {}, {}, [])], 2)
     assert "- gmi vs gmi (published budget): not run yet (gmi (published budget); `python benchmarks/class_inversion.py --protocol glyphs-budget` resumes it)." in budget
     assert "- brep-mi vs brep-mi (modelinv default): not run yet (brep-mi, brep-mi (modelinv default);" in budget
+
+
+def test_the_markdown_has_every_protocol_and_says_which_are_not_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["class_inversion.py", "--render", "--out", str(tmp_path / "class_inversion")])
+    bench.main()
+    text = (tmp_path / "class_inversion.md").read_text()
+    assert set(bench.SHOWN) == set(bench.PROTOCOLS)
+    for protocol in bench.SHOWN:
+        assert f"## Protocol `{protocol}`\n\nNot run yet: `python benchmarks/class_inversion.py --protocol {protocol}` computes it (resumable)." in text
