@@ -204,6 +204,18 @@ def gan_families(per_gan: list[dict], rows: list[dict]) -> dict[str, list[dict]]
     return groups(per_gan, lambda r: family_of[label_of(r)])
 
 
+def seed_means(runs: list[dict], name: str) -> list[dict]:
+    """One run per seed for the calibration `name`: where a seed has several (random latents of a family's GANs, when
+    its rows attacked targets trained on different machines and so searched different GANs), their baselines'
+    mean, so that an interval is over seeds, as everywhere, not over (seed, GAN) pairs."""
+    out = []
+    for mine in groups(runs, lambda r: r["seed"]).values():
+        values = [r["baselines"][name] for r in mine]
+        mean = {key: sum(v[key] for v in values) / len(values) if all(isinstance(v.get(key), (int, float)) for v in values) else None for key in values[0]}
+        out.append({**mine[0], "baselines": {**mine[0]["baselines"], name: mean}})
+    return out
+
+
 def costs(rows: list[dict]) -> list[str | None]:
     """Mean (range) over seeds of the search's seconds and of the GAN's training seconds. A run that trained its GAN
     counts that training in its `seconds`; it is taken out here, so the search column compares like with like and the
@@ -245,6 +257,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         # latents once per GAN and seed, under the rows that share that GAN
         per_seed = [next(iter(g)) for g in groups(having, lambda r: (r["seed"], gan_of(r) if name == "random-latents" else "")).values()]
         for source, group in (gan_families(per_seed, having) if name == "random-latents" else {"": per_seed}).items():
+            group = seed_means(group, name)
             body.append(
                 [f"calibration: {description}{f' ({source})' if source else ''}", len(group), n_per_seed(group)]
                 + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in metrics]

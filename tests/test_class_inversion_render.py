@@ -101,3 +101,16 @@ def test_the_markdown_has_every_protocol_and_says_which_are_not_run(tmp_path, mo
     assert set(bench.SHOWN) == set(bench.PROTOCOLS)
     for protocol in bench.SHOWN:
         assert f"## Protocol `{protocol}`\n\nNot run yet: `python benchmarks/class_inversion.py --protocol {protocol}` computes it (resumable)." in text
+
+
+def test_random_latents_of_a_seed_with_two_gans_of_a_family_count_once_per_seed():
+    """Rows of one family that attacked different targets at a seed (trained on different machines) searched different
+    GANs: the calibration is their mean for that seed, and the interval is over the seeds."""
+    rows = [row("kedmi", s, 3.5, gan="kedmi-gan-") for s in range(3)] + [row("kedmi+lomma", s, 3.4, gan="kedmi-gan-") for s in range(2)]
+    rows.append(row("kedmi+lomma", 2, 3.4, target="m", gan="kedmi-gan-m"))
+    rows[-1]["baselines"]["random-latents"]["knn_ratio"] += 1.0  # the other machine's GAN: 7.2 beside 6.2 at seed 2
+    text = bench.render("glyphs", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
+    latents = next(line for line in text.splitlines() if line.startswith("| calibration: random latents"))
+    cells = [cell.strip() for cell in latents.split("|")]
+    assert cells[1] == "calibration: random latents of the attack's GAN (kedmi, kedmi+lomma)" and cells[2] == "3"
+    assert cells[4].startswith("6.27 [")  # seeds 6.0, 6.1 and (6.2 + 7.2) / 2; over (seed, GAN) pairs it would read 6.38 over 4
