@@ -94,7 +94,7 @@ MAIN = [label for label in ROWS if "(" not in label]
 EXPLAIN = {
     ("gmi", "mirror-bb"): ("glyphs-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
     ("kedmi", "gmi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "gmi (KEDMI's GAN)", "kedmi (GMI's GAN)"]),
-    ("kedmi", "rlb-mi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)"]),
+    ("kedmi", "rlb-mi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "kedmi (GMI's GAN)"]),  # RLB-MI searches GMI's GAN
     ("gmi+lomma", "gmi"): ("glyphs-explain-lomma", ["gmi+lomma (logit loss only)"]),
 }
 EXPLAIN_ROWS = list(dict.fromkeys(label for _, labels in EXPLAIN.values() for label in labels))

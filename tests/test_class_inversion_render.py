@@ -76,7 +76,7 @@ def test_a_partial_explain_protocol_says_what_is_missing_and_compares_with_what_
     text = bench.render("glyphs-explain-kedmi", rows, [Run(rows, None, 0.0, {}, {}, [])], 20)
     assert ("**Partial: gmi, gmi (KEDMI's GAN), kedmi (GMI's GAN) not run yet in this protocol; `python benchmarks/class_inversion.py --protocol glyphs-explain-kedmi` "
             "resumes it. The rows that test the reversal are compared with kedmi only.**") in text
-    assert "**Partial: rlb-mi not run yet" in text
+    assert "**Partial: rlb-mi, kedmi (GMI's GAN) not run yet" in text
     assert "- kedmi (distribution means): knn_ratio 3.5 [3.25, 3.75]: not distinguishable from kedmi (diversity_ratio 0 [0, 0])." in text
     assert "Within-class variety" not in text  # needs both ends of the ordering
     assert "### The literature's orderings\n\n- KEDMI >= GMI (Chen et al. 2021): not run yet (gmi; " in text  # said, not an empty heading
