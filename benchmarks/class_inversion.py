@@ -204,6 +204,11 @@ def gan_families(per_gan: list[dict], rows: list[dict]) -> dict[str, list[dict]]
     return groups(per_gan, lambda r: family_of[label_of(r)])
 
 
+def command(protocol: str) -> str:
+    """The command that computes (or resumes) `protocol`, as the tables quote it."""
+    return f"`python benchmarks/class_inversion.py --protocol {protocol}`"
+
+
 def seed_means(runs: list[dict], name: str) -> list[dict]:
     """One run per seed for the calibration `name`: where a seed has several (random latents of a family's GANs, when
     its rows attacked targets trained on different machines and so searched different GANs), their baselines'
@@ -264,7 +269,10 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
                 + [None] * 6
             )
     lines.append(table(columns, body))
-    resume = f"`python benchmarks/class_inversion.py --protocol {protocol}` resumes it"
+    resume = f"{command(protocol)} resumes it"
+
+    def not_run_yet(labels: tuple[str, str]) -> str:
+        return f"not run yet ({', '.join(label for label in labels if knn.get(label) is None)}; {resume})"
     planned = PROTOCOLS[protocol]["rows"]
     not_run = [label for label in planned if label not in by_label]
     if not_run and not PROTOCOLS[protocol].get("explain"):  # an explain protocol says it per reversal
@@ -282,7 +290,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
         lines += ["### What the CPU budget changes", ""]
         for cpu, published in pairs:
             if knn.get(cpu) is None or knn.get(published) is None:
-                lines.append(f"- {cpu} vs {published}: not run yet ({', '.join(r for r in (cpu, published) if knn.get(r) is None)}; {resume}).")
+                lines.append(f"- {cpu} vs {published}: {not_run_yet((cpu, published))}.")
                 continue
             verdict = compare(knn[cpu], knn[published], higher_is_better=False)
             word = {"better": "better at the smaller budget", "worse": "worse at the smaller budget", "not distinguishable": "not distinguishable"}[verdict]
@@ -293,7 +301,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
     for better, worse, source in ORDERINGS:
         if knn.get(better) is None or knn.get(worse) is None:
             if better in planned and worse in planned:
-                orderings.append(f"- {source}: not run yet ({', '.join(r for r in (better, worse) if knn.get(r) is None)}; {resume}).")
+                orderings.append(f"- {source}: {not_run_yet((better, worse))}.")
             continue
         verdict = compare(knn[better], knn[worse], higher_is_better=False)
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]
@@ -324,8 +332,7 @@ def explain(by_label: dict, protocol: str) -> list[str]:
         untested = [label for label in labels if label not in present]
         if missing or untested:
             compared = f" The rows that test the reversal are compared with {ends[0]} only." if missing else ""
-            lines += [f"**Partial: {', '.join(missing + untested)} not run yet in this protocol; `python benchmarks/class_inversion.py --protocol {protocol}` "
-                      f"resumes it.{compared}**", ""]
+            lines += [f"**Partial: {', '.join(missing + untested)} not run yet in this protocol; {command(protocol)} resumes it.{compared}**", ""]
         shown = {**{end: by_label[end] for end in ends}, **{label: by_label[label] for label in present}}
         shown_metrics = ["knn_ratio", "diversity_ratio", "attack_acc_top1", "fid_eval"]
         columns = ["row", "seeds", "n/seed", *shown_metrics, "gradients", "queries", "search s", "GAN s"]
@@ -373,7 +380,7 @@ def main() -> None:
         if result is not None and result.rows:
             sections.append(render(protocol, result.rows, [result], per_class))
         else:
-            sections += [f"## Protocol `{protocol}`", "", f"Not run yet: `python benchmarks/class_inversion.py --protocol {protocol}` computes it (resumable).", ""]
+            sections += [f"## Protocol `{protocol}`", "", f"Not run yet: {command(protocol)} computes it (resumable).", ""]
     md = Path(args.out).with_suffix(".md")
     md.write_text("\n".join(sections))
     print(f"wrote {md}")

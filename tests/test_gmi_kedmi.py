@@ -8,11 +8,14 @@ into a cache of this module's own.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
 from helpers import own_model_cache
 from modelinv.attacks import ATTACKS, Targets
+from modelinv.attacks.generative import GANS, GANFamily
 from modelinv.attacks.goals import goal
 from modelinv.errors import AccessDenied, ModelinvError
 from modelinv.experiment.config import ExperimentConfig
@@ -143,6 +146,7 @@ def test_a_setting_of_the_replaced_gan_is_refused(attack, field, value):
     ATTACKS.get(attack)(**{field: value})  # and its own GAN's settings with its own GAN
     with pytest.raises(ModelinvError, match="attack.params.gan"):
         ATTACKS.get(attack)(gan="plg")
+    assert set(get_args(GANFamily)) == set(GANS)  # the parameter names every family, and only those
 
 
 @pytest.mark.slow

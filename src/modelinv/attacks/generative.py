@@ -65,12 +65,16 @@ GANS: dict[str, tuple[type[GANConfig], Callable[[WhiteBox, Dataset, GANConfig, i
 }
 
 
+GANFamily = Literal["wgan-gp", "kedmi"]
+"""The names of `GANS`, for the `gan` parameter."""
+
+
 class GANChoice(BaseModel):
     """The `gan` parameter of GMI and KEDMI: which family of `GANS` the search runs on. Each attack's `Params`
     declares the field with its own family as the default; a setting specific to the default family (beyond
     `GANConfig`) is refused when another family is chosen, since that family would ignore it."""
 
-    gan: Literal["wgan-gp", "kedmi"]
+    gan: GANFamily
 
     @model_validator(mode="after")
     def _settings_of_the_chosen_gan(self) -> "GANChoice":

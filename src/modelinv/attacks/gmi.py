@@ -24,14 +24,12 @@ With `lomma: true` the identity loss is LOMMA's (Nguyen et al., CVPR 2023; `mode
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import AttackParams
-from modelinv.attacks.generative import GANChoice, GenerativeAttack, Prior
+from modelinv.attacks.generative import GANChoice, GANFamily, GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.gans.wgan_gp import WGANGPConfig
@@ -40,7 +38,7 @@ from modelinv.progress import progress_bar
 
 
 class GMIParams(WGANGPConfig, LOMMAParams, GANChoice, AttackParams):
-    gan: Literal["wgan-gp", "kedmi"] = Field(
+    gan: GANFamily = Field(
         "wgan-gp", description="the GAN searched: GMI's WGAN-GP (the paper) or KEDMI's GAN with its realness as the prior (an ablation: the prior's share)"
     )
     lambda_id: float = Field(100.0, ge=0, description="weight of the identity loss CE(T(G(z)), y) against the prior loss -D(G(z))")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelinv.attacks.base import AttackParams
-from modelinv.attacks.generative import GANChoice, GenerativeAttack, Prior
+from modelinv.attacks.generative import GANChoice, GANFamily, GenerativeAttack, Prior
 from modelinv.attacks.lomma import LOMMA, LOMMAParams
 from modelinv.attacks.registry import ATTACKS
 from modelinv.gans.kedmi import KEDMIGANConfig
@@ -41,7 +41,7 @@ INITIAL_LOG_VAR = 1.0
 
 
 class KEDMIParams(KEDMIGANConfig, LOMMAParams, GANChoice, AttackParams):
-    gan: Literal["kedmi", "wgan-gp"] = Field(
+    gan: GANFamily = Field(
         "kedmi", description="the GAN searched: KEDMI's (the paper) or GMI's WGAN-GP with its critic's score as the realness (an ablation: the prior's share)"
     )
     lambda_id: float = Field(100.0, ge=0, description="weight of the identity loss CE(T(G(z)), y)")
