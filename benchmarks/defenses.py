@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from class_inversion import CPU_BUDGET  # benchmarks/class_inversion.py, beside this script: the measured CPU budgets
 
-from modelinv.experiment.config import ExperimentConfig
+from modelinv.experiment.config import DataConfig, ExperimentConfig
 from modelinv.experiment.grid import run_id
 from modelinv.experiment.runner import load_splits
 from modelinv.metrics import METRICS
@@ -48,6 +50,12 @@ CLASS_METRICS = ["attack_acc_top1", "attack_acc_top5", "knn_dist", "knn_ratio"] 
 OBSERVED_DCOR = "dcor_observation"  # dCor between the inputs and what the attacker observes (used where the library has the metric)
 DP_TRAINING = {"batch_size": 512, "lr": 1e-2, "epochs": 30}
 OPACUS_SAMPLE_RATE, OPACUS_TRAIN = 0.004, 60_000  # Opacus's MNIST example: -sr 0.004 of the 60,000 training images
+OPACUS_UNDEFENDED = 98.94  # Opacus MNIST example, no DP (%)
+OPACUS_ACC = ((6.86, 97.09, 0.7), (2.91, 96.78, 1.1), (1.16, 94.63, 1.3))  # epsilon, accuracy (%), sigma of its README table
+# the target's training set, smaller and larger than the studies' default (bundled 5k MNIST: 1,400 images), by how the
+# private pool is shared out: the judge's share (evaluator_fraction) and the attacker's (public_fraction)
+VOLUMES = ({"evaluator_fraction": 0.75}, {}, {"public_fraction": 0.05, "evaluator_fraction": 0.05})
+TRAIN_IMAGES = "train_images"  # the target's training images: computed from a row's data config when rendered
 CALIBRATION = {
     "blank": "blank image",
     "mean-public": "mean public image",
@@ -74,17 +82,30 @@ class Paper:
     flag: bool = True  # gaps beyond POINTS_GAP are flagged
 
 
+class Setting(NamedTuple):
+    """One row of a study: a defense (None: undefended) with its parameters, the paper's figures for it, and the
+    overrides of the study's data config it trains on (the data-volume rows)."""
+
+    defense: str | None
+    params: dict
+    figures: dict
+    data: dict | None = None
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
     title: str
     base: dict
     attacks: dict[str, dict]  # attack name -> its config overrides (access, params, metrics)
-    defenses: list[tuple[str | None, dict, dict]]  # (defense, params, published figures)
+    defenses: list[Setting]  # given as (defense, params, published figures[, data overrides]) tuples
     columns: tuple[Column, ...]
     note: str = ""
     paper: tuple[Paper, ...] = ()
     defense_training: dict[str, dict] = field(default_factory=dict)  # defense name -> its target.train overrides
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defenses", [Setting(*row) for row in self.defenses])
 
 
 ACC = Column("target acc", "target_test_acc")
@@ -149,14 +170,31 @@ def studies(data: str, epochs: int) -> list[Study]:
                 "gmi": budget["gmi"],
                 "inverse-net": {"access": {"observe": "features", "layer": "relu2"}, "metrics": ["attack_acc_top1", "psnr", "ssim"]},
             },
-            [(None, {}, {"acc": 98.94})]
-            + [("dp-sgd", {"target_epsilon": e}, {"acc": a, "sigma": s}) for e, a, s in ((6.86, 97.09, 0.7), (2.91, 96.78, 1.1), (1.16, 94.63, 1.3))],
+            [(None, {}, {"acc": OPACUS_UNDEFENDED})]
+            + [("dp-sgd", {"target_epsilon": e}, {"acc": a, "sigma": s}) for e, a, s in OPACUS_ACC],
             (ACC, Column("epsilon", "epsilon"), Column("sigma", "noise_multiplier"), TOP1, PSNR, SSIM),
             "Reference accuracies are Opacus's MNIST example (10 runs each) on the 60,000 training images at sample rate 0.004 "
             "(its sigma beside ours); ours trains on the bundled subset at the same epsilons. DP-SGD rows train with batch 512, "
             "Adam lr 1e-2, 30 epochs (chosen in an earlier tuning at epsilon 2.91, not rerun here); the undefended row with the "
             "default training (batch 64, lr 2e-3).",
             (Paper("acc", "acc", "target_test_acc"), Paper("sigma", "sigma", "noise_multiplier", 1.0, flag=False)),
+            {"dp-sgd": DP_TRAINING},
+        ),
+        Study(
+            "dp-sgd-volume",
+            "DP-SGD against the training set's size: the data-volume explanation of the DP-SGD gaps, tested",
+            {"data": {"source": data}, "target": {"arch": "lenet", "train": {"epochs": epochs}}, "per_class": 5},
+            {"mi-face": {**white_box, "metrics": ["attack_acc_top1"]}},
+            [row for volume in VOLUMES for row in [(None, {}, {"acc": OPACUS_UNDEFENDED}, volume)]
+             + [("dp-sgd", {"target_epsilon": e}, {"acc": a}, volume) for e, a, _ in OPACUS_ACC]],
+            (ACC, Column("train images", TRAIN_IMAGES), Column("epsilon", "epsilon"), Column("sigma", "noise_multiplier")),
+            "The DP-SGD study's targets trained again on fewer and on more of the bundled images (the judge's and the attacker's "
+            "shares of the private pool made smaller: `evaluator_fraction`, `public_fraction`), with its DP-SGD training "
+            "(batch 512, so the sampling rate falls as the set grows, as it does towards Opacus's 60,000 images). Only the "
+            "target's accuracy is the point here; MI-Face runs because every run attacks (its judge learns from fewer images "
+            "in the larger sets, so its accuracy is not shown). Gaps are not flagged row by row: the summary below states what "
+            "the sizes measure.",
+            (Paper("acc", "acc", "target_test_acc", flag=False),),
             {"dp-sgd": DP_TRAINING},
         ),
         Study(
@@ -183,7 +221,7 @@ QUICK_ATTACK = {
 }
 
 
-def config(study: Study, attack: str, defense: str | None, params: dict, seed: int, quick: bool) -> ExperimentConfig:
+def config(study: Study, attack: str, row: Setting, seed: int, quick: bool) -> ExperimentConfig:
     overrides = copy.deepcopy(study.attacks[attack])
     metrics = overrides.get("metrics")
     if metrics is not None:
@@ -191,14 +229,15 @@ def config(study: Study, attack: str, defense: str | None, params: dict, seed: i
         if any(c.metric == OBSERVED_DCOR for c in study.columns) and OBSERVED_DCOR in METRICS:
             metrics.append(OBSERVED_DCOR)
     raw = copy.deepcopy(study.base)
+    raw["data"] = {**raw["data"], **(row.data or {})}
     raw.update({k: v for k, v in overrides.items() if k not in ("params", "metrics")})
     raw.update(seed=seed, attack={"name": attack, "params": {**overrides.get("params", {}), **(QUICK_ATTACK.get(attack, {}) if quick else {})}})
     if metrics is not None:
         raw["metrics"] = metrics
     train = dict(raw["target"].get("train", {}))
-    if defense is not None:
-        raw["defense"] = {"name": defense, "params": params}
-        train.update(study.defense_training.get(defense, {}))
+    if row.defense is not None:
+        raw["defense"] = {"name": row.defense, "params": row.params}
+        train.update(study.defense_training.get(row.defense, {}))
     if quick:
         train["epochs"] = 2
         raw["evaluator"] = {"arch": "eval-cnn", "train": {"epochs": 2}}
@@ -224,6 +263,17 @@ def constant(rows: list[dict], key: str) -> Any:
     return values.pop() if len(values) == 1 else metric_interval(rows, key)
 
 
+@functools.cache
+def _train_images(data: str, seed: int) -> int:
+    return len(load_splits(validate(DataConfig, json.loads(data)), seed).private_train)
+
+
+def train_images(row: dict) -> int:
+    """The number of images the row's target trained on (the runner's rows do not record split sizes: the split is recomputed
+    from the row's data config and seed, data only)."""
+    return _train_images(json.dumps(row["config"]["data"], sort_keys=True), row["config"]["seed"])
+
+
 def side(i: Interval | None, threshold: float) -> str | None:
     """'above' or 'below' when the whole interval is on that side of the threshold; None when not decided."""
     if i is None or i.low is None:
@@ -235,22 +285,37 @@ def strength(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
+def row_strength(row: Setting) -> str:
+    """The strength cell: the defense's parameters, then the data overrides the row trains on."""
+    return "; ".join(t for t in (strength(row.params) if row.params else "", strength(row.data) if row.data else "") if t) or "-"
+
+
 def setting(defense: str | None, params: dict) -> str:
     """'laplace-noise scale=0.5', 'label-only', 'none'."""
     return " ".join([defense or "none", *([strength(params)] if params else [])])
 
 
-def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]], run: benchmark.Run, args) -> list[str]:
+def settings_of(rows: list[dict], keys: dict[str, tuple[int, str]]) -> dict[tuple[int, str], list[dict]]:
+    """The rows of a study's grid by (setting index, attack)."""
     by_setting: dict[tuple[int, str], list[dict]] = {}
     for r in rows:
         if r["run_id"] in keys:
             by_setting.setdefault(keys[r["run_id"]], []).append(r)
+    return by_setting
+
+
+def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]], run: benchmark.Run, args, sizes: dict | None = None) -> list[str]:
+    """The study's section. `sizes`: the dp-sgd-volume study's accuracies by epsilon (`by_volume`), which the DP-SGD gaps cite."""
+    by_setting = settings_of(rows, keys)
     seeds = sorted({r["seed"] for r in rows})
+    if any(c.metric == TRAIN_IMAGES for c in study.columns):
+        for r in rows:
+            r[TRAIN_IMAGES] = train_images(r)
     lines = [f"## {study.title}", "", benchmark.provenance([run], rows), study.note, ""]
     stored = sum(1 for r in rows if r["run_id"] in keys)
     if stored < len(keys):  # an interrupted study: say how much of its grid the table holds
         lines[3:3] = [f"**Partial: {stored} of the study's {len(keys)} runs are stored; `python benchmarks/defenses.py --studies {study.name}` resumes it.**", ""]
-    paper_cols = [p for p in study.paper if any(p.key in figures for _, _, figures in study.defenses)]
+    paper_cols = [p for p in study.paper if any(p.key in s.figures for s in study.defenses)]
     columns = ["defense", "strength", "attack", "seeds", "n/seed", *(c.header for c in study.columns)]
     for p in paper_cols:
         columns += [f"paper {p.header}"] + ([f"{p.header} - paper (pts)"] if p.flag else [])
@@ -258,13 +323,13 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
     body, notes = [], []
     undefended = {attack: by_setting.get((0, attack), []) for attack in study.attacks}
     noted: dict[tuple[int, str], int] = {}  # (setting, paper key) -> its note, for gaps every attack of a setting shares
-    for index, (defense, params, figures) in enumerate(study.defenses):
+    for index, (defense, params, figures, data) in enumerate(study.defenses):
         for attack in study.attacks:
             mine = by_setting.get((index, attack))
             if not mine:
                 continue
-            cells = [defense or "none", strength(params), attack, len(mine), constant(mine, "num_targets")]
-            cells += [value(mine, c.metric, c.scale) for c in study.columns]
+            cells = [defense or "none", row_strength(study.defenses[index]), attack, len(mine), constant(mine, "num_targets")]
+            cells += [constant(mine, c.metric) if c.metric == TRAIN_IMAGES else value(mine, c.metric, c.scale) for c in study.columns]
             flags, marks, own = [], [], False
             for p in paper_cols:
                 paper = figures.get(p.key)
@@ -282,7 +347,7 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
                     if shared and (index, p.key) in noted:
                         marks.append(noted[(index, p.key)])
                         continue
-                    flags.append(f"{p.header} {gap:+.2f} points: " + explain_gap(study, p, index, attack, figures, by_setting, undefended))
+                    flags.append(f"{p.header} {gap:+.2f} points: " + explain_gap(study, p, index, attack, figures, by_setting, undefended, sizes))
                     own = own or not shared
                     if shared:
                         noted[(index, p.key)] = len(notes) + 1
@@ -304,15 +369,21 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
     if study.name == "scores":
         lines += hardening_effect(study, by_setting, rows)
     if study.name == "dp-sgd":
-        lines += sampling_note(study, by_setting, args)
+        lines += sampling_note(study, by_setting, args, sizes)
+    if study.name == "dp-sgd-volume":
+        lines += volume_note(by_volume(study, by_setting))
     return lines
 
 
-def explain_gap(study: Study, p: Paper, index: int, attack: str, figures: dict, by_setting: dict, undefended: dict) -> str:
-    """A defended row's accuracy gap, measured against the undefended row: is it the undefended target's gap, or the defense's cost?"""
-    base_paper = study.defenses[0][2].get(p.key)
+def explain_gap(study: Study, p: Paper, index: int, attack: str, figures: dict, by_setting: dict, undefended: dict, sizes: dict | None = None) -> str:
+    """A defended row's accuracy gap, measured against the undefended row: is it the undefended target's gap, or the defense's cost?
+    A DP-SGD accuracy gap also cites what the dp-sgd-volume study measured at its epsilon (`volume_explains`)."""
+    base_paper = study.defenses[0].figures.get(p.key)
     if index == 0 or base_paper is None or not undefended.get(attack):
         return "unexplained."
+    epsilon = study.defenses[index].params.get("target_epsilon")
+    if p.metric == "target_test_acc" and epsilon is not None and (sizes or {}).get(epsilon):
+        return volume_explains(sizes[epsilon], figures[p.key], train_images(by_setting[(index, attack)][0]))
     ours = value(by_setting[(index, attack)], p.metric, p.scale)
     base = value(undefended[attack], p.metric, p.scale)
     our_cost, paper_cost = base.mean - ours.mean, base_paper - figures[p.key]
@@ -327,7 +398,9 @@ def explain_gap(study: Study, p: Paper, index: int, attack: str, figures: dict, 
 
 def calibration_rows(study: Study, rows: list[dict], width: int) -> list[list]:
     """The runner's trivial answers, one value per seed, for each kind of attack output in the study."""
-    columns = [c for c in study.columns if c.metric not in ("target_test_acc", "epsilon", "noise_multiplier", OBSERVED_DCOR)]
+    columns = [c for c in study.columns if c.metric not in ("target_test_acc", "epsilon", "noise_multiplier", OBSERVED_DCOR, TRAIN_IMAGES)]
+    if not columns:  # the study shows no attack metric a trivial answer could be scored on
+        return []
     out = []
     goals = {r.get("goal") for r in rows}
     for name, description in CALIBRATION.items():
@@ -357,7 +430,7 @@ def he_claims(study: Study, by_setting: dict) -> list[str]:
     k = max((len(v) for v in by_setting.values()), default=0)
     undecided = f"not decided at {k} seed{'s' if k != 1 else ''}"
     per_defense: dict[str, list[tuple[str, str | None, str | None, Interval, Interval]]] = {}
-    for index, (defense, params, _) in enumerate(study.defenses):
+    for index, (defense, params, *_) in enumerate(study.defenses):
         mine = by_setting.get((index, "rmle"))
         if defense is None or not mine:
             continue
@@ -405,13 +478,13 @@ def hardening_effect(study: Study, by_setting: dict, rows: list[dict]) -> list[s
     b_psnr, b_ssim, b_acc = (metric_interval(base, m) for m in ("psnr", "ssim", "attack_acc_top1"))
     lines = ["### What output hardening changes", "", f"- Undefended: PSNR {b_psnr.text()} dB, SSIM {b_ssim.text()}, judge accuracy {b_acc.text()}."]
     moved = []
-    for index, (defense, params, _) in enumerate(study.defenses[1:], start=1):
+    for index, (defense, params, *_) in enumerate(study.defenses[1:], start=1):
         mine = by_setting.get((index, "inverse-net"))
         if mine:
             psnr = metric_interval(mine, "psnr")
             moved.append(f"{setting(defense, params)}: {psnr.mean - b_psnr.mean:+.2f} dB ({compare(psnr, b_psnr)})")
     lines.append("- PSNR against the undefended attack: " + "; ".join(moved) + ".")
-    label = next((by_setting.get((i, "inverse-net")) for i, (d, _, _) in enumerate(study.defenses) if d == "label-only"), None)
+    label = next((by_setting.get((i, "inverse-net")) for i, s in enumerate(study.defenses) if s.defense == "label-only"), None)
     if label:
         psnr, acc = metric_interval(label, "psnr"), metric_interval(label, "attack_acc_top1")
         text = (f"- label-only gives PSNR {psnr.text()} dB ({compare(psnr, b_psnr)} from the full probabilities) and judge accuracy "
@@ -428,20 +501,68 @@ def hardening_effect(study: Study, by_setting: dict, rows: list[dict]) -> list[s
     return lines + [""]
 
 
-def sampling_note(study: Study, by_setting: dict, args) -> list[str]:
+def by_volume(study: Study, by_setting: dict) -> dict[float | None, list[tuple[int, Interval]]]:
+    """epsilon (None: undefended) -> [(training images, target accuracy in percent)] for each size measured, smallest first."""
+    out: dict[float | None, list[tuple[int, Interval]]] = {}
+    for index, row in enumerate(study.defenses):
+        mine = [r for (i, _), group in by_setting.items() if i == index for r in group]
+        if mine:
+            out.setdefault(row.params.get("target_epsilon"), []).append((train_images(mine[0]), scaled_interval(mine, "target_test_acc", 100.0)))
+    return {e: sorted(v, key=lambda t: t[0]) for e, v in out.items()}
+
+
+def at_sizes(measured: list[tuple[int, Interval]]) -> str:
+    return ", ".join(f"{acc.text()} at {n:,} images" for n, acc in measured)
+
+
+def volume_explains(measured: list[tuple[int, Interval]], paper: float, default: int) -> str:
+    """What the training set's size accounts for in a gap to the paper's accuracy `paper` (percent), decided on the intervals:
+    the largest size against the size the gap was measured at (`default` images: the DP-SGD study's), both from the volume study."""
+    base = next((acc for n, acc in measured if n == default), None)
+    n_max, top = measured[-1]
+    text = f"data volume measured (dp-sgd-volume study): accuracy {at_sizes(measured)}"
+    if base is None or n_max <= default:
+        return text + "; the larger set is not run yet: unexplained."
+    if top.overlaps(base):
+        return text + f"; {n_max:,} images are not distinguishable from {default:,}: the size does not account for it: unexplained."
+    gap = top.mean - paper
+    if abs(gap) <= POINTS_GAP:
+        return text + f"; at {n_max:,} images the gap is {gap:+.2f} points, within {POINTS_GAP:g}: explained by the training set's size."
+    return (text + f"; at {n_max:,} images the gap is {gap:+.2f} points: the size accounts for {top.mean - base.mean:.2f} of the "
+            f"{paper - base.mean:.2f} points measured at {default:,} images; the remaining {-gap:.2f} (from {n_max:,} images to "
+            f"Opacus's {OPACUS_TRAIN:,}, not measured offline) are unexplained.")
+
+
+def volume_note(sizes: dict[float | None, list[tuple[int, Interval]]]) -> list[str]:
+    """What the training set's size changes, per epsilon: accuracy, DP-SGD's cost against the undefended target of the same size."""
+    if not sizes:
+        return []
+    lines = ["### What the training set's size changes", ""]
+    base = dict(sizes.get(None, []))
+    if base:
+        lines.append(f"- undefended: {at_sizes(sizes[None])} (paper {OPACUS_UNDEFENDED}).")
+    for epsilon, paper, _ in OPACUS_ACC:
+        measured = sizes.get(epsilon)
+        if not measured:
+            continue
+        costs = [f"{base[n].mean - acc.mean:.2f} at {n:,}" for n, acc in measured if n in base]
+        trend = "; ".join(f"{n2:,} against {n1:,} images: {compare(a2, a1)}" for (n1, a1), (n2, a2) in zip(measured, measured[1:]))
+        lines.append(f"- epsilon {epsilon}: {at_sizes(measured)}" + (f" ({trend})" if trend else "") + "; DP-SGD's cost against the undefended target of the same size "
+                     f"(points): {', '.join(costs) or 'n/a'} (Opacus: {OPACUS_UNDEFENDED - paper:.2f}); gap to Opacus's {paper}: "
+                     f"{measured[-1][1].mean - paper:+.2f} points at {measured[-1][0]:,} images.")
+    return lines + [""]
+
+
+def sampling_note(study: Study, by_setting: dict, args, sizes: dict | None = None) -> list[str]:
     """Opacus's sampling rate against ours, computed from this study's own settings (as dp_sgd.DPSGD.setup computes q)."""
     rows = [r for (index, _), group in by_setting.items() if index > 0 for r in group]
     if not rows:
         return []
-    sizes = rows[0].get("data_sizes") or {}
-    n = sizes.get("private_train")
-    if n is None:  # the runner's rows do not record the split sizes: the split is recomputed from the config (data only)
-        cfg = validate(ExperimentConfig, rows[0]["config"])
-        n = len(load_splits(cfg.data, cfg.seed).private_train)
+    n = train_images(rows[0])
     batch = DP_TRAINING["batch_size"]
     q = rows[0].get("sample_rate") or 1.0 / math.ceil(n / batch)
     sigma = {e: metric_interval(by_setting.get((i, "mi-face")) or by_setting.get((i, "inverse-net")) or [], "noise_multiplier")
-             for i, (_, params, _) in enumerate(study.defenses) if i > 0 for e in [params["target_epsilon"]]}
+             for i, s in enumerate(study.defenses) if i > 0 for e in [s.params["target_epsilon"]]}
     return [
         "### Sampling rate",
         "",
@@ -450,8 +571,11 @@ def sampling_note(study: Study, by_setting: dict, args) -> list[str]:
         f"**{q / OPACUS_SAMPLE_RATE:.1f} times** Opacus's, and its data set {OPACUS_TRAIN / n:.1f} times smaller. A larger q weakens the privacy "
         "amplification by subsampling, so for the same epsilon the accountant needs more noise per step: our sigma "
         + ", ".join(f"{s.text()} at epsilon {e}" for e, s in sigma.items() if s is not None)
-        + " (Opacus: 0.7, 1.1, 1.3 at its epochs). Whether this explains the accuracy gaps is not measured here (it would need a DP-SGD row on "
-        "60,000 images, `--data idx:...`).",
+        + " (Opacus: 0.7, 1.1, 1.3 at its epochs). "
+        + ("The next section (dp-sgd-volume) measures what a larger training set, with the smaller q that comes with it, changes; the "
+           "gap notes above cite it. " if sizes else "Whether this explains the accuracy gaps is not measured yet (the dp-sgd-volume study "
+           "measures it: `python benchmarks/defenses.py --studies dp-sgd-volume`). ")
+        + "Opacus's own 60,000 images are not bundled (`--data idx:...` runs every study on them).",
         "",
     ]
 
@@ -459,7 +583,7 @@ def sampling_note(study: Study, by_setting: dict, args) -> list[str]:
 def quick_settings(study: Study) -> set[int]:
     """--quick: the undefended row and the weakest and strongest setting of each defense."""
     by_name: dict[str | None, list[int]] = {}
-    for index, (defense, _, _) in enumerate(study.defenses):
+    for index, (defense, *_) in enumerate(study.defenses):
         by_name.setdefault(defense, []).append(index)
     return {i for indices in by_name.values() for i in (indices[0], indices[-1])}
 
@@ -485,26 +609,34 @@ def main() -> None:
         "(reconstruction) or inversions (class attacks) per run. Each section names the command that produced it.",
         "",
     ]
+    done: list[tuple[Study, benchmark.Run | None, dict]] = []
     for study in every:
         out = Path(args.out) / study.name
         study_args = args
         if study.name not in chosen or args.render:
             if not (out / "results.sqlite").is_file():  # said, not dropped silently
-                sections += [f"## {study.title}", "", f"Not run yet: `python benchmarks/defenses.py --studies {study.name}` computes it (resumable).", ""]
+                done.append((study, None, {}))
                 continue
             study_args = argparse.Namespace(**{**vars(args), "render": True})
         grid, keys = [], {}
-        for index, (defense, params, _) in enumerate(study.defenses):
+        for index, row in enumerate(study.defenses):
             if args.quick and index not in quick_settings(study):
                 continue
             for seed in seeds:
                 for attack in study.attacks:
-                    cfg = config(study, attack, defense, params, seed, args.quick)
+                    cfg = config(study, attack, row, seed, args.quick)
                     grid.append(cfg)
                     keys[run_id(cfg)] = (index, attack)
         result = benchmark.run(grid, study_args, out=out)
-        if result.rows:
-            sections += render_study(study, result.rows, keys, result, args)
+        done.append((study, result if result.rows else None, keys))
+    # rendered once every study has run: the DP-SGD gaps cite the dp-sgd-volume study's measurements
+    volume = next(((s, r, k) for s, r, k in done if s.name == "dp-sgd-volume" and r is not None), None)
+    sizes = by_volume(volume[0], settings_of(volume[1].rows, volume[2])) if volume else None
+    for study, result, keys in done:
+        if result is None:  # said, not dropped silently
+            sections += [f"## {study.title}", "", f"Not run yet: `python benchmarks/defenses.py --studies {study.name}` computes it (resumable).", ""]
+        else:
+            sections += render_study(study, result.rows, keys, result, args, sizes)
     md = Path(args.out).with_suffix(".md")
     md.write_text("\n".join(sections))
     print(f"wrote {md}")
