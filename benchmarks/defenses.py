@@ -13,7 +13,7 @@
 - scores: rounding, top-k and label-only on the probabilities an API returns, against the inverse network.
 - dp-sgd: LeNet trained with DP-SGD at the epsilons of Opacus's MNIST reference, against MI-Face, GMI
   and the inverse network.
-- dp-sgd-volume: the dp-sgd study's targets at 700, 1,400 and 3,610 training images (undefended and at its three
+- dp-sgd-volume: the dp-sgd study's targets at 700, 1,400 and 3,610 training images of the bundled MNIST (undefended, three
   epsilons): what the training set's size accounts for in the DP-SGD accuracy gaps, which the dp-sgd notes cite.
 - class: MID and BiDO against MI-Face, GMI and PLG-MI on the class-disjoint protocol (private digits 0-4).
 GMI and PLG-MI run at the CPU budget of benchmarks/class_inversion.py (`CPU_BUDGET`: GMI 1 restart of 500 latent
