@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import attack_targets, attacker_dataset, build_threat, prepare
 from modelinv.metrics import MetricInputs, compute
 from modelinv.report.aggregate import fmt, interval
-from modelinv.report.benchmark import load, produced_by
+from modelinv.report.benchmark import Parser, load, produced_by
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 
@@ -251,8 +250,8 @@ def attribute_section(threads: int, quick: bool, seeds: list[int]) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "peers.md", help="the Markdown written")
+    p = Parser(HERE / "results" / "peers.md", description=__doc__)
+    p.add_argument("--out", type=Path, default=None, help="the Markdown written (default results/peers.md; results/quick/peers.md with --quick)")
     p.add_argument("--reps", type=int, default=3, help="repetitions of the MI-Face comparison (1 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true", help="one repetition or seed, smaller budgets")

@@ -26,7 +26,6 @@ Timings are ratios measured in one run where they are compared; absolute seconds
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import resource
@@ -50,7 +49,7 @@ from modelinv.data.types import ImageDataset
 from modelinv.models import build_model
 from modelinv.models.conv import Conv2d
 from modelinv.oracle import Features, ThreatModel, WhiteBox
-from modelinv.report.benchmark import load, produced_by
+from modelinv.report.benchmark import Parser, load, produced_by
 from modelinv.report.markdown import table
 from modelinv.results import ResultsStore
 
@@ -298,8 +297,8 @@ def art_part(args, lines: list[str]) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "speed.md", help="the Markdown written")
+    p = Parser(HERE / "results" / "speed.md", description=__doc__)
+    p.add_argument("--out", type=Path, default=None, help="the Markdown written (default results/speed.md; results/quick/speed.md with --quick)")
     p.add_argument("--parts", nargs="+", choices=["demo", "shared", "floors", "art"], default=["demo", "shared", "floors", "art"])
     p.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported; 1 with --quick)")
     p.add_argument("--trials", type=int, default=5, help="timed calls per repetition of a floor measurement, the best kept (1 with --quick)")

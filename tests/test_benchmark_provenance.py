@@ -1,10 +1,12 @@
 """The provenance printed above every benchmark table: thread counts never mixed, and the machine load the runs
 themselves recorded (not the load when the table is rendered later from the store)."""
 
+from pathlib import Path
+
 import pytest
 
 from modelinv.errors import ModelinvError
-from modelinv.report.benchmark import Run, provenance
+from modelinv.report.benchmark import Parser, Run, parser, provenance
 
 
 def row(seed: int, threads: int = 1, load: list | None = None, cpu: str = "x86_64 AVX512") -> dict:
@@ -39,3 +41,17 @@ def test_a_table_computed_now_also_gives_the_load_around_the_invocation():
     run = Run(rows, "python benchmarks/x.py", 12.0, {"1min": 0.25}, {"1min": 1.75}, [])
     text = provenance([run], rows)
     assert "(1 of 1 runs recorded it)" in text and "before/after 0.25 / 1.75" in text and "stored before" not in text
+
+
+def test_quick_check_writes_under_results_quick_never_into_the_real_stores(tmp_path):
+    script = tmp_path / "benchmarks" / "he2019.py"
+    p = parser(str(script), "doc")
+    results = tmp_path / "benchmarks" / "results"
+    assert p.parse_args([]).out == results / "he2019"
+    assert p.parse_args(["--quick"]).out == results / "quick" / "he2019"
+    assert p.parse_args(["--quick", "--out", str(tmp_path / "mine")]).out == tmp_path / "mine"
+    markdown = Parser(results / "speed.md")  # speed.py and peers.py write one Markdown file
+    markdown.add_argument("--out", type=Path, default=None)
+    markdown.add_argument("--quick", action="store_true")
+    assert markdown.parse_args(["--quick"]).out == results / "quick" / "speed.md"
+    assert markdown.parse_args([]).out == results / "speed.md"

@@ -24,14 +24,41 @@ from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.sweep import available_cores, load, previous_runs, run_grid, run_id
 from modelinv.results import ResultsStore
 
+QUICK = "quick"
+"""--quick without --out writes under results/quick/: a check that the benchmark runs never adds its short runs to the
+real stores or rewrites the real tables (git ignores that folder)."""
+
+
+def default_out(path: Path, quick: bool) -> Path:
+    """The default output `path` (results/<name> or results/<name>.md), or its place under results/quick/ with --quick.
+
+    Example: default_out(Path("benchmarks/results/he2019"), quick=True) -> Path("benchmarks/results/quick/he2019")."""
+    return path.parent / QUICK / path.name if quick else path
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose `--out`, when not given, is `default` (under results/quick/ with --quick)."""
+
+    def __init__(self, default: Path, **kwargs: Any) -> None:
+        super().__init__(formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        self.default_output = default
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, rest = super().parse_known_args(args, namespace)
+        if getattr(parsed, "out", None) is None:
+            parsed.out = default_out(self.default_output, getattr(parsed, "quick", False))
+        return parsed, rest
+
 
 def parser(script: str, doc: str, seeds: int = 3) -> argparse.ArgumentParser:
     """The shared flags of the benchmark at path `script` (its __file__): the default output is
-    results/<script name>/ beside it, and the Markdown is written next to that directory as <name>.md."""
+    results/<script name>/ beside it (results/quick/<script name>/ with --quick), and the Markdown is written next
+    to that directory as <name>.md."""
     here = Path(script).resolve()
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=here.parent / "results" / here.stem,
-                   help="results directory (results.sqlite, runs/); the Markdown goes beside it as <name>.md")
+    p = Parser(here.parent / "results" / here.stem, description=doc)
+    p.add_argument("--out", type=Path, default=None,
+                   help="results directory (results.sqlite, runs/); the Markdown goes beside it as <name>.md "
+                        "(default: results/<name>/ beside the script, results/quick/<name>/ with --quick)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(seeds)), help=f"seeds (default: 0..{seeds - 1})")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1; recorded, and never mixed in one table)")
     p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
