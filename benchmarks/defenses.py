@@ -374,6 +374,8 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
         lines += sampling_note(study, by_setting, args, sizes)
     if study.name == "dp-sgd-volume":
         lines += volume_note(by_volume(study, by_setting))
+    if study.name == "class":
+        lines += defense_effect(study, by_setting)
     return lines
 
 
@@ -552,6 +554,44 @@ def volume_note(sizes: dict[float | None, list[tuple[int, Interval]]]) -> list[s
         lines.append(f"- epsilon {epsilon}: {at_sizes(measured)}" + (f" ({trend})" if trend else "") + "; DP-SGD's cost against the undefended target of the same size "
                      f"(points): {', '.join(costs) or 'n/a'} (Opacus: {OPACUS_UNDEFENDED - paper:.2f}); gap to Opacus's {paper}: "
                      f"{measured[-1][1].mean - paper:+.2f} points at {measured[-1][0]:,} images.")
+    return lines + [""]
+
+
+def direction(a: Interval | None, b: Interval | None) -> str:
+    """'higher', 'lower' or 'not distinguishable': a against b, by the intervals."""
+    if a is None or b is None:
+        return "n/a"
+    return {"better": "higher", "worse": "lower"}.get(compare(a, b), "not distinguishable")
+
+
+def defense_effect(study: Study, by_setting: dict) -> list[str]:
+    """What each defense setting changes against the undefended target, by the intervals: the target's accuracy, and per
+    attack the judge's accuracy on the inversions and knn_ratio (a defense that works lowers the first and raises the second)."""
+    base = {attack: by_setting.get((0, attack)) for attack in study.attacks}
+    if not any(base.values()):
+        return []
+    lines = ["### What each defense changes (against the undefended target, by the intervals)", ""]
+    weakened: dict[str, list[str]] = {attack: [] for attack in study.attacks}
+    for index, row in enumerate(study.defenses[1:], start=1):
+        per_attack, acc = [], None
+        for attack in study.attacks:
+            mine, undefended = by_setting.get((index, attack)), base[attack]
+            if not mine or not undefended:
+                continue
+            acc = acc or (metric_interval(mine, "target_test_acc"), metric_interval(undefended, "target_test_acc"))
+            top1 = [metric_interval(rows, "attack_acc_top1") for rows in (mine, undefended)]
+            knn = [metric_interval(rows, "knn_ratio") for rows in (mine, undefended)]
+            moved = (direction(*top1), direction(*knn))
+            if moved[0] == "lower" or moved[1] == "higher":
+                weakened[attack].append(f"{setting(row.defense, row.params)} (target acc {acc[0].text()})")
+            per_attack.append(f"{attack}: attack acc {top1[0].text()} ({moved[0]}), knn_ratio {knn[0].text()} ({moved[1]})")
+        if per_attack:
+            lines.append(f"- {setting(row.defense, row.params)}: target acc {acc[0].text()} (undefended {acc[1].text()}: "
+                         f"{direction(*acc)}); " + "; ".join(per_attack) + ".")
+    lines.append("")
+    for attack, settings in weakened.items():
+        lines.append(f"- {attack} is measurably weakened (attack acc lower or knn_ratio higher, intervals apart) by: "
+                     + (", ".join(settings) if settings else "no setting") + ".")
     return lines + [""]
 
 

@@ -67,3 +67,20 @@ def test_study_rows_are_settings_and_default_rows_have_no_data_overrides():
         if study.name != "dp-sgd-volume":
             assert all(s.data is None for s in study.defenses)
     assert {tuple(s.data) for s in STUDIES["dp-sgd-volume"].defenses} == {("evaluator_fraction",), (), ("public_fraction", "evaluator_fraction")}
+
+
+def test_class_study_says_which_setting_measurably_weakens_each_attack_and_at_what_accuracy():
+    study = STUDIES["class"]
+
+    def rows(acc: float, top1: float, knn: float) -> list[dict]:
+        return [{"target_test_acc": acc + d, "attack_acc_top1": top1 + d, "knn_ratio": knn + 10 * d} for d in (-0.01, 0.0, 0.01)]
+
+    by_setting = {(0, a): rows(0.98, 0.9, 2.0) for a in study.attacks}
+    by_setting.update({(1, a): rows(0.98, 0.9, 2.1) for a in study.attacks})  # mid beta=0.01: within the intervals
+    by_setting.update({(3, a): rows(0.35, 0.3, 6.0) for a in study.attacks})  # mid beta=1.0: apart
+    by_setting[(3, "gmi")] = rows(0.35, 0.9, 2.0)  # ... except gmi
+    text = "\n".join(bench.defense_effect(study, by_setting))
+    assert "- mid beta=0.01: target acc 0.98 [0.955, 1] (undefended 0.98 [0.955, 1]: not distinguishable); mi-face: attack acc 0.9" in text
+    assert "mi-face: attack acc 0.3 [0.275, 0.325] (lower), knn_ratio 6 [5.75, 6.25] (higher)" in text
+    assert "- mi-face is measurably weakened (attack acc lower or knn_ratio higher, intervals apart) by: mid beta=1.0 (target acc 0.35 [0.325, 0.375])." in text
+    assert "- gmi is measurably weakened (attack acc lower or knn_ratio higher, intervals apart) by: no setting." in text
