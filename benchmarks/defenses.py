@@ -331,7 +331,7 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
             if not mine:
                 continue
             cells = [defense or "none", row_strength(study.defenses[index]), attack, len(mine), constant(mine, "num_targets")]
-            cells += [constant(mine, c.metric) if c.metric == TRAIN_IMAGES else value(mine, c.metric, c.scale) for c in study.columns]
+            cells += [f"{constant(mine, c.metric):,}" if c.metric == TRAIN_IMAGES else value(mine, c.metric, c.scale) for c in study.columns]
             flags, marks, own = [], [], False
             for p in paper_cols:
                 paper = figures.get(p.key)
