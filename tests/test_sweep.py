@@ -95,17 +95,34 @@ def test_grid_expansion():
     assert len(single) == 1 and single[0].defense is None and single[0].seed == 0
 
 
+def attack_keys(attack: str, params: dict | None = None, **changes) -> set[str]:
+    """The keys of the models a run of `attack` may train, beyond its target and evaluator."""
+    raw = {**SCENARIO, "attacks": [{"name": attack, "params": params or {}}], **changes}
+    (cfg,) = validate(GridConfig, raw).experiments()
+    return {k for k in shared_models(cfg) if k.startswith("attack:")}
+
+
 def test_runs_whose_attack_models_differ_may_run_at_once():
     """A decoder learns from the target's answers: inverse-nets at two cuts train two decoders and may run together
     (the demo's two LeNet runs did not); GMI's GAN learns from public data alone: two targets would train the same one."""
-    def attack_key(attack: str, **changes) -> str:
-        raw = {**SCENARIO, "attacks": [{"name": attack}], **changes}
-        (cfg,) = validate(GridConfig, raw).experiments()
-        return next(k for k in shared_models(cfg) if k.startswith("attack:"))
+    conv1 = attack_keys("inverse-net", access={"observe": "features", "layer": "conv1"})
+    assert conv1 != attack_keys("inverse-net", access={"observe": "features", "layer": "relu2"})
+    assert attack_keys("gmi", access={"white_box": "full"}, target={"arch": "lenet"}) == attack_keys("gmi", access={"white_box": "full"}, target={"arch": "mlp"})
 
-    conv1 = attack_key("inverse-net", access={"observe": "features", "layer": "conv1"})
-    assert conv1 != attack_key("inverse-net", access={"observe": "features", "layer": "relu2"})
-    assert attack_key("gmi", access={"white_box": "full"}, target={"arch": "lenet"}) == attack_key("gmi", access={"white_box": "full"}, target={"arch": "mlp"})
+
+def test_attacks_training_the_same_model_never_run_at_once():
+    """Models are named by what they are, not by the attack that trains them: GMI, Mirror, RLB-MI and BREP-MI train one
+    WGAN-GP; GMI with `gan: kedmi` trains KEDMI's GAN (which learns from the target, so one per target); GMI, KEDMI
+    and PLG-MI with LOMMA distil the same surrogates. Runs sharing such a key wait for each other."""
+    white, probs = {"access": {"white_box": "full"}}, {"access": {"observe": "probs"}}
+    (wgan,) = attack_keys("gmi", **white)
+    assert {wgan} == attack_keys("mirror-bb", **probs) == attack_keys("rlb-mi", **probs) == attack_keys("brep-mi", access={"observe": "label"})
+    assert attack_keys("gmi", {"gan_steps": 10}, **white) != {wgan}  # other settings, another GAN
+    (kedmi,) = attack_keys("kedmi", **white)
+    assert attack_keys("gmi", {"gan": "kedmi"}, **white) == {kedmi} != attack_keys("kedmi", target={"arch": "mlp"}, **white)
+    surrogates = attack_keys("gmi", {"lomma": True}, **white) - {wgan}
+    assert len(surrogates) == 3 and surrogates < attack_keys("kedmi", {"lomma": True}, **white) and surrogates < attack_keys("plg-mi", {"lomma": True}, **white)
+    assert not surrogates & attack_keys("gmi", {"lomma": True}, target={"arch": "mlp"}, **white)  # learnt from the target
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ class Attack:
     `learns_from_target` says whether a model the attack trains and caches (a decoder, a surrogate) is
     learned from what the target answers, so that it differs with the target, its defense and the access
     (the runner may then run such attacks on different targets at once); a model learned from public data
-    alone (a GAN prior) is the same for every target.
+    alone (a GAN prior) is the same for every target. `trained_models` names those models for the sweep.
     """
 
     name: ClassVar[str]
@@ -108,6 +108,17 @@ class Attack:
 
     def __init__(self, **params: Any):
         self.params = validate(self.Params, params, where="attack.params")
+
+    def trained_models(self) -> dict[str, bool]:
+        """The models a run of the attack with these parameters may train and cache, each by a name that every attack
+        training the same model gives it (a GAN family with its settings), mapped to whether it learns from the target's
+        answers. The sweep never runs at once two runs that may train the same model (for the same data and seed, and,
+        when it learns from the target, the same target, defense and access). Default: one model, named by the attack
+        and all its parameters, learning from the target when `learns_from_target` says so.
+
+        Shape: -> {model name: learns from the target}.
+        Example: ATTACKS.get("inverse-net")().trained_models() -> {'inverse-net:{"epochs":...}': True}."""
+        return {f"{self.name}:{self.params.model_dump_json()}": self.learns_from_target}
 
     def __call__(self, threat: ThreatModel, targets: Targets, attacker_data: Dataset, seed: int = 0) -> Reconstruction:
         """Check the threat model, run the attack, record queries, white-box evaluations and wall time."""

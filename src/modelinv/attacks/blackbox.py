@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from modelinv.attacks.base import Attack, Reconstruction, Targets, requested_classes
+from modelinv.attacks.generative import GANS, gan_model
 from modelinv.data.types import Dataset
 from modelinv.errors import ModelinvError, QueryBudgetExceeded
 from modelinv.gans import gan_config, random_latent_images
@@ -83,6 +84,10 @@ class PublicPriorAttack(Attack):
         with torch.no_grad():
             images = generator(z)
         return Reconstruction(images, meta, {"random-latents": random_latent_images(generator, y, seed)})
+
+    def trained_models(self) -> dict[str, bool]:
+        """GMI's WGAN-GP on the public data (`gan_model`: the GAN GMI trains at the same settings)."""
+        return {gan_model("wgan-gp", gan_config(WGANGPConfig, self.params)): GANS["wgan-gp"].learns_from_target}
 
     def search(self, observer: Any, generator: nn.Module, y: torch.Tensor, gen: torch.Generator, meta: dict[str, Any]) -> torch.Tensor:
         """One latent per entry of the requested classes `y`, found by asking `observer` about images of

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, model_validator
 from torch import nn
 
 from modelinv.attacks.base import Attack, Reconstruction, Targets, requested_classes
-from modelinv.attacks.lomma import LOMMA
+from modelinv.attacks.lomma import LOMMA, surrogate_models
 from modelinv.data.types import Dataset
 from modelinv.gans import GANConfig, gan_config, random_latent_images
 from modelinv.gans.kedmi import KEDMIGANConfig, kedmi_gan, realness
@@ -58,11 +58,24 @@ def kedmi_prior(target: WhiteBox, public: Dataset, params: GANConfig, seed: int)
     return Prior(generator, meta, lambda x: realness(discriminator(x)))
 
 
-# family -> (its training settings, the prior it gives)
-GANS: dict[str, tuple[type[GANConfig], Callable[[WhiteBox, Dataset, GANConfig, int], Prior]]] = {
-    "wgan-gp": (WGANGPConfig, wgan_gp_prior),
-    "kedmi": (KEDMIGANConfig, kedmi_prior),
+class GANFamilySpec(NamedTuple):
+    """A family of `GANS`: its training settings, the prior it gives, and whether it learns from the target's answers."""
+
+    config: type[GANConfig]
+    prior: Callable[[WhiteBox, Dataset, GANConfig, int], Prior]
+    learns_from_target: bool
+
+
+GANS: dict[str, GANFamilySpec] = {
+    "wgan-gp": GANFamilySpec(WGANGPConfig, wgan_gp_prior, False),
+    "kedmi": GANFamilySpec(KEDMIGANConfig, kedmi_prior, True),  # learns the target's soft labels
 }
+
+
+def gan_model(family: str, config: GANConfig) -> str:
+    """The name `Attack.trained_models` gives a GAN: its family and training settings, the same for every attack that
+    trains it (GMI, Mirror, RLB-MI and BREP-MI train one WGAN-GP; GMI with `gan: kedmi` trains KEDMI's)."""
+    return f"gan:{family}:{config.model_dump_json()}"
 
 
 GANFamily = Literal["wgan-gp", "kedmi"]
@@ -80,7 +93,7 @@ class GANChoice(BaseModel):
     def _settings_of_the_chosen_gan(self) -> "GANChoice":
         own = type(self).model_fields["gan"].default
         if self.gan != own:
-            ignored = sorted((set(GANS[own][0].model_fields) - set(GANConfig.model_fields)) & self.model_fields_set)
+            ignored = sorted((set(GANS[own].config.model_fields) - set(GANConfig.model_fields)) & self.model_fields_set)
             if ignored:
                 raise ValueError(f"{', '.join(ignored)} set the {own} GAN, which gan: {self.gan} replaces")
         return self
@@ -106,7 +119,12 @@ class GenerativeAttack(Attack):
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
         """The attack's GAN for `target` and the attacker's `public` data, trained with `seed` or loaded from the
         cache: by default the family `GANS[params.gan]`."""
-        return GANS[self.params.gan][1](target, public, self.params, seed)
+        return GANS[self.params.gan].prior(target, public, self.params, seed)
+
+    def trained_models(self) -> dict[str, bool]:
+        """The GAN (`gan_model`: shared with every attack that trains the same one) and LOMMA's surrogates."""
+        family = GANS[self.params.gan]
+        return {gan_model(self.params.gan, gan_config(family.config, self.params)): family.learns_from_target, **surrogate_models(self.params)}
 
     def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
         """Images for the classes `y` (one per entry), found in the latent space of `prior` with the attack's

@@ -63,6 +63,12 @@ class LOMMAParams(BaseModel):
 DISTILL_LR, DISTILL_BATCH = 1e-3, 64
 
 
+def surrogate_models(params: LOMMAParams) -> dict[str, bool]:
+    """The surrogates LOMMA distils (none without `lomma`), named as `Attack.trained_models` names models: by
+    architecture and epochs, so GMI, KEDMI and PLG-MI with LOMMA share them; each learns from the target."""
+    return {f"lomma-surrogate:{arch}:{params.lomma_epochs}": True for arch in params.lomma_surrogates} if params.lomma else {}
+
+
 def distill(arch: str, public: Dataset, soft: torch.Tensor, epochs: int, seed: int) -> tuple[LayeredNet, dict]:
     """Train `arch` on the public images to match the target's soft labels (KL divergence), Adam with a cosine
     schedule; built (on the CPU) and trained inside `seeded(seed)`, on the device of `soft`."""

@@ -20,8 +20,8 @@ import torch
 from pydantic import Field
 
 from modelinv.attacks.base import AttackParams
-from modelinv.attacks.generative import GenerativeAttack, Prior
-from modelinv.attacks.lomma import LOMMA, LOMMAParams
+from modelinv.attacks.generative import GenerativeAttack, Prior, gan_model
+from modelinv.attacks.lomma import LOMMA, LOMMAParams, surrogate_models
 from modelinv.attacks.registry import ATTACKS
 from modelinv.data.types import Dataset
 from modelinv.gans import gan_config
@@ -45,6 +45,10 @@ class PLGMI(GenerativeAttack):
     def prior(self, target: WhiteBox, public: Dataset, seed: int) -> Prior:
         generator, meta = plg_gan(target, public, gan_config(PLGGANConfig, self.params), seed)
         return Prior(generator, meta)
+
+    def trained_models(self) -> dict[str, bool]:
+        """Its conditional GAN (learned from the target's pseudo-labels) and LOMMA's surrogates."""
+        return {gan_model("plg", gan_config(PLGGANConfig, self.params)): True, **surrogate_models(self.params)}
 
     def search(self, target: WhiteBox, prior: Prior, y: torch.Tensor, lomma: LOMMA | None, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """One latent per requested image, optimised on two random augmentations per step (module docstring)."""

@@ -40,13 +40,15 @@ from modelinv.validation import check_output_dir
 
 EXECUTORS = ("local", "ray")
 # The config fields that determine each model a run may train and cache for the runs after it
-# (the default evaluator's architecture follows the target's; an attack whose model learns from the target's
-# answers, `Attack.learns_from_target`, trains a different one for each target, defense and access).
+# (the default evaluator's architecture follows the target's). The attack's models are those its
+# `trained_models` names (the same name for every attack training the same model: a GAN family with its
+# settings), each for the data and seed, and, when it learns from the target's answers, for the target,
+# defense and access.
 SHARED_MODELS = {
     "target": {"data": True, "target": True, "defense": True, "seed": True, "access": True},
     "evaluator": {"data": True, "target": {"arch"}, "evaluator": True, "seed": True},
-    "attack": {"data": True, "attacker_data": True, "attack": True, "seed": True},
 }
+ATTACK_MODELS = {"data": True, "attacker_data": True, "seed": True}
 TARGET_DEPENDENT = {"target": True, "defense": True, "access": True}
 
 
@@ -90,11 +92,16 @@ def describe(cfg: ExperimentConfig) -> str:
 
 
 def shared_models(cfg: ExperimentConfig) -> set[str]:
-    """Keys of the models the run may train (target, evaluator, the attack's own): runs sharing a key may train the same model."""
-    fields = dict(SHARED_MODELS)
-    if ATTACKS.get(cfg.attack.name).learns_from_target:
-        fields["attack"] = {**fields["attack"], **TARGET_DEPENDENT}
-    return {f"{name}:{json.dumps(cfg.model_dump(mode='json', include=include), sort_keys=True)}" for name, include in fields.items()}
+    """Keys of the models the run may train (target, evaluator, the attack's own: `Attack.trained_models`): runs sharing
+    a key may train the same model."""
+    def key(name: str, include: dict) -> str:
+        return f"{name}:{json.dumps(cfg.model_dump(mode='json', include=include), sort_keys=True)}"
+
+    keys = {key(name, include) for name, include in SHARED_MODELS.items()}
+    attack = ATTACKS.get(cfg.attack.name)(**cfg.attack.params)
+    for model, from_target in attack.trained_models().items():
+        keys.add(key(f"attack:{model}", {**ATTACK_MODELS, **(TARGET_DEPENDENT if from_target else {})}))
+    return keys
 
 
 def _exit_with_parent(parent: int) -> None:
