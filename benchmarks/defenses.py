@@ -209,7 +209,9 @@ def studies(data: str, epochs: int) -> list[Study]:
             + [("bido", {"a1": a1, "a2": a2}, {}) for a1, a2 in ((0.05, 0.5), (0.5, 5.0), (2.0, 20.0))],
             (ACC, TOP1, Column("top-5", "attack_acc_top5"), Column("knn_dist", "knn_dist"), Column("knn_ratio", "knn_ratio")),
             "knn_ratio: the judge-feature distance of an inversion to the nearest private image of its class, relative to that of "
-            "real held-out images (1.0: as close as real private images; lower is a stronger attack).",
+            "real held-out images (1.0: as close as real private images; lower is a stronger attack). The judge tells the 5 private "
+            "digits apart, so top-5 is undefined (n/a) and top-1 has little room above the private class-mean image's; knn_ratio "
+            "is the finer measure. A defense that works raises knn_ratio and lowers attack acc.",
         ),
     ]
 
