@@ -291,7 +291,7 @@ def strength(params: dict) -> str:
 
 def row_strength(row: Setting) -> str:
     """The strength cell: the defense's parameters, then the data overrides the row trains on."""
-    return "; ".join(t for t in (strength(row.params) if row.params else "", strength(row.data) if row.data else "") if t) or "-"
+    return "; ".join(strength(part) for part in (row.params, row.data) if part) or "-"
 
 
 def setting(defense: str | None, params: dict) -> str:
@@ -327,12 +327,13 @@ def render_study(study: Study, rows: list[dict], keys: dict[str, tuple[int, str]
     body, notes = [], []
     undefended = {attack: by_setting.get((0, attack), []) for attack in study.attacks}
     noted: dict[tuple[int, str], int] = {}  # (setting, paper key) -> its note, for gaps every attack of a setting shares
-    for index, (defense, params, figures, data) in enumerate(study.defenses):
+    for index, row in enumerate(study.defenses):
+        defense, params, figures = row.defense, row.params, row.figures
         for attack in study.attacks:
             mine = by_setting.get((index, attack))
             if not mine:
                 continue
-            cells = [defense or "none", row_strength(study.defenses[index]), attack, len(mine), constant(mine, "num_targets")]
+            cells = [defense or "none", row_strength(row), attack, len(mine), constant(mine, "num_targets")]
             cells += [f"{constant(mine, c.metric):,}" if c.metric == TRAIN_IMAGES else value(mine, c.metric, c.scale) for c in study.columns]
             flags, marks, own = [], [], False
             for p in paper_cols:

@@ -262,13 +262,14 @@ def execute(executor, todo: dict[str, ExperimentConfig], runs_dir: Path, trained
     After a run fails, nothing new starts; the runs in flight finish (and are yielded), then the failure is raised
     naming the run."""
     pending = dict(todo)
+    needs = {rid: shared_models(cfg) for rid, cfg in todo.items()}  # once per run, not on every pass of the loop
     trained = set(trained or ())
     running: dict[Any, tuple[str, ExperimentConfig, set[str]]] = {}
     failure: ModelinvError | None = None
     while pending or running:
         busy = set().union(*(keys for _, _, keys in running.values()))
         for rid, cfg in list(pending.items()):
-            keys = shared_models(cfg) - trained
+            keys = needs[rid] - trained
             if len(running) < executor.slots and not keys & busy:
                 running[executor.submit(cfg, runs_dir / rid)] = (rid, cfg, keys)
                 busy |= keys
