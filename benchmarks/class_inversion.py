@@ -2,7 +2,7 @@
 
     python benchmarks/class_inversion.py                       # glyphs and the glyphs-explain protocols (seeds 0-4), glyphs-budget (0-2)
     python benchmarks/class_inversion.py --quick               # one seed, 2 inversions per class: checks that it runs
-    python benchmarks/class_inversion.py --protocol mnist5k    # the second protocol
+    python benchmarks/class_inversion.py --protocol mnist5k    # the second protocol (its explain protocols: mnist5k-explain*)
     python benchmarks/class_inversion.py --attacks mi-face gmi # some rows (the others are kept in the store)
     python benchmarks/class_inversion.py --render              # rewrite the Markdown from the stored runs
     (whatever ran, the Markdown has a section per protocol, `SHOWN`: rendered from its store, or said not run yet)
@@ -25,8 +25,10 @@ public image, random latents of the same GAN, private class-mean image, real hel
 same n) come from the same runs' `baselines`. The literature's orderings are then stated as confirmed,
 reversed or not distinguishable by the knn_ratio intervals. glyphs-explain protocols (`glyphs-explain`: GMI
 against Mirror; `glyphs-explain-kedmi`: KEDMI against GMI and RLB-MI; `glyphs-explain-lomma`: GMI with and without
-LOMMA, and LOMMA's logit loss without its surrogates): for a reversal, the two attacks again and rows that
-test where it comes from (`EXPLAIN`: the same attacks with one component removed or changed), with
+LOMMA, and LOMMA's logit loss without its surrogates; on mnist5k's data, `mnist5k-explain`: GMI against Mirror,
+`mnist5k-explain-lomma`: PLG-MI with and without LOMMA, and its logit loss alone): for a reversal, on the data of
+the table that shows it, the two attacks again and rows that test where it comes from (`EXPLAIN`: the same
+attacks with one component removed or changed; a reversal with no such protocol is marked unexplained), with
 diversity_ratio, all in one store per protocol computed on one machine, so every row of a seed attacks the same target weights
 (a target trained on another CPU has other bits) and searches the same GAN. The GAN-swap rows of glyphs-explain-kedmi
 (`gan`: GMI's search on KEDMI's GAN, KEDMI's search on GMI's) follow their GAN where the prior makes the difference,
@@ -82,50 +84,74 @@ ROWS = {
     "kedmi (GMI's GAN)": ("kedmi", {"gan": "wgan-gp"}),
     # what LOMMA changes in GMI: its logit loss alone (no distilled surrogates), against the full plug-in
     "gmi+lomma (logit loss only)": ("gmi", {**CPU_BUDGET["gmi"], "lomma": True, "lomma_surrogates": []}),
+    # ... and in PLG-MI (mnist5k)
+    "plg-mi+lomma (logit loss only)": ("plg-mi", {**CPU_BUDGET["plg-mi"], "lomma": True, "lomma_surrogates": []}),
 }
 # access per registered attack: what the black-box ones observe; the others are white-box
 ACCESS = {"mirror-bb": {"observe": "probs"}, "rlb-mi": {"observe": "probs"}, "brep-mi": {"observe": "label"}}
 WHITE_BOX = {"observe": None, "white_box": "full"}
 GLYPHS = {"source": "glyphs", "split": "class-disjoint", "private_classes": UPPER_CLASSES}
+# the judge tells all 10 digits apart (the public ones learnt from half the public pool, held out from the attacker)
+MNIST5K = {"source": "mnist5k", "split": "class-disjoint", "judge_classes": "all"}
 MAIN = [label for label in ROWS if "(" not in label]
-# A reversal of a literature ordering (better, worse) -> the protocol that tests where it comes from and its rows
-# (the two attacks run again beside them). Each such protocol has its own store, computed on one machine, and its
-# rows are shown in their own table, not in the ranking.
+# A reversal of a literature ordering in a protocol, (protocol, better, worse) -> the protocol that tests where it
+# comes from, on the same data, and its rows (the two attacks run again beside them). Each such protocol has its own
+# store, computed on one machine, and its rows are shown in their own table, not in the ranking. A reversal is
+# explained only by a protocol on its own data: glyphs' explanation is not mnist5k's.
 EXPLAIN = {
-    ("gmi", "mirror-bb"): ("glyphs-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
-    ("kedmi", "gmi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "gmi (KEDMI's GAN)", "kedmi (GMI's GAN)"]),
-    ("kedmi", "rlb-mi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "kedmi (GMI's GAN)"]),  # RLB-MI searches GMI's GAN
-    ("gmi+lomma", "gmi"): ("glyphs-explain-lomma", ["gmi+lomma (logit loss only)"]),
+    ("glyphs", "gmi", "mirror-bb"): ("glyphs-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
+    ("glyphs", "kedmi", "gmi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "gmi (KEDMI's GAN)", "kedmi (GMI's GAN)"]),
+    ("glyphs", "kedmi", "rlb-mi"): ("glyphs-explain-kedmi", ["kedmi (distribution means)", "kedmi (GMI's GAN)"]),  # RLB-MI searches GMI's GAN
+    ("glyphs", "gmi+lomma", "gmi"): ("glyphs-explain-lomma", ["gmi+lomma (logit loss only)"]),
+    ("mnist5k", "gmi", "mirror-bb"): ("mnist5k-explain", ["mirror-bb (selection, 1 generation)", "mirror-bb (no selection)", "gmi (100 steps)"]),
+    ("mnist5k", "plg-mi+lomma", "plg-mi"): ("mnist5k-explain-lomma", ["plg-mi+lomma (logit loss only)"]),
 }
 EXPLAIN_ROWS = list(dict.fromkeys(label for _, labels in EXPLAIN.values() for label in labels))
 
 
 def explained(protocol: str) -> dict[tuple[str, str], list[str]]:
-    """The orderings a glyphs-explain protocol tests: (better, worse) -> its rows."""
-    return {pair: labels for pair, (where, labels) in EXPLAIN.items() if where == protocol}
+    """The orderings an explain protocol tests: (better, worse) -> its rows."""
+    return {(better, worse): labels for (_, better, worse), (where, labels) in EXPLAIN.items() if where == protocol}
 
 
-def explain_protocol(protocol: str) -> dict:
-    """A protocol that reruns the two attacks of each of its orderings and the rows that test the reversal, with diversity_ratio."""
+def base_of(protocol: str) -> str:
+    """The protocol whose reversals `protocol` tests (itself for a ranking protocol)."""
+    return next((base for (base, _, _), (where, _) in EXPLAIN.items() if where == protocol), protocol)
+
+
+def explain_protocol(protocol: str, base: dict) -> dict:
+    """A protocol on `base`'s data that reruns the two attacks of each of its orderings and the rows that test the
+    reversal, with diversity_ratio."""
     rows = [label for pair, labels in explained(protocol).items() for label in (*pair, *labels)]
-    return {"data": GLYPHS, "per_class": 20, "rows": list(dict.fromkeys(rows)), "explain": True, "metrics": ["diversity_ratio"]}
+    return {"data": base["data"], "per_class": base["per_class"], "rows": list(dict.fromkeys(rows)), "explain": True, "metrics": ["diversity_ratio"]}
 
 # protocol -> data, inversions per class, the rows it runs (in this order: every seed of a row before the next row,
 # so an interrupted run leaves complete rows; GAN-sharing rows follow the row that trains their GAN), and budget pairs
-PROTOCOLS = {
+RANKING = {
     "glyphs": {"data": GLYPHS, "per_class": 20, "rows": ["mi-face", "gmi", "mirror-bb", "brep-mi", "kedmi", "plg-mi", "mi-face-paper",
                                                       "kedmi+lomma", "gmi+lomma", "plg-mi+lomma", "rlb-mi"]},
-    **{protocol: explain_protocol(protocol) for protocol, _ in EXPLAIN.values()},
+    "mnist5k": {"data": MNIST5K, "per_class": 20, "rows": MAIN},
+}
+PROTOCOLS = {
+    "glyphs": RANKING["glyphs"],
     "glyphs-budget": {"data": GLYPHS, "per_class": 2, "seeds": 3,
                       "rows": ["gmi", "gmi (published budget)", "mi-face", "mi-face-paper", "brep-mi", "brep-mi (modelinv default)", "plg-mi",
                                "plg-mi (published budget)"],
                       "pairs": [("gmi", "gmi (published budget)"), ("mi-face", "mi-face-paper"), ("brep-mi", "brep-mi (modelinv default)"),
                                 ("plg-mi", "plg-mi (published budget)")]},
-    # the judge tells all 10 digits apart (the public ones learnt from half the public pool, held out from the attacker)
-    "mnist5k": {"data": {"source": "mnist5k", "split": "class-disjoint", "judge_classes": "all"}, "per_class": 20, "rows": MAIN},
+    "mnist5k": RANKING["mnist5k"],
+    **{where: explain_protocol(where, RANKING[base]) for (base, _, _), (where, _) in EXPLAIN.items()},
 }
-# the order of the Markdown's sections: every protocol, run or not (the default run leaves out mnist5k, the second protocol)
-SHOWN = ["glyphs", "glyphs-budget", *dict.fromkeys(where for where, _ in EXPLAIN.values()), "mnist5k"]
+
+
+def explain_protocols(base: str) -> list[str]:
+    """The explain protocols of the ranking protocol `base`, in EXPLAIN's order."""
+    return list(dict.fromkeys(where for (b, _, _), (where, _) in EXPLAIN.items() if b == base))
+
+
+# the order of the Markdown's sections: every protocol, run or not, each ranking protocol's explain protocols after
+# it (the default run leaves out mnist5k, the second protocol, and its explain protocols)
+SHOWN = ["glyphs", "glyphs-budget", *explain_protocols("glyphs"), "mnist5k", *explain_protocols("mnist5k")]
 METRICS = ["knn_ratio", "fid_eval", "attack_acc_top1", "attack_acc_top5", "knn_dist"]
 
 
@@ -305,8 +331,12 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             continue
         verdict = compare(knn[better], knn[worse], higher_is_better=False)
         word = {"better": "confirmed", "worse": "reversed", "not distinguishable": "not distinguishable"}[verdict]
-        where = EXPLAIN.get((better, worse), (None,))[0]
-        tested = f" (where it comes from: protocol `{where}`)" if word == "reversed" and where and not PROTOCOLS[protocol].get("explain") else ""
+        tested = ""
+        if word == "reversed" and not PROTOCOLS[protocol].get("explain"):
+            where = EXPLAIN.get((protocol, better, worse), (None,))[0]
+            elsewhere = [f"`{w}` on {b}" for (b, x, y), (w, _) in EXPLAIN.items() if (x, y) == (better, worse) and b != protocol]
+            tested = (f" (where it comes from: protocol `{where}`)" if where
+                      else f" (unexplained on {protocol}{'; tested elsewhere by ' + ', '.join(elsewhere) if elsewhere else ''})")
         orderings.append(f"- {source}: **{word}** (knn_ratio {knn[better].text()} vs {knn[worse].text()}){tested}")
     if orderings:
         lines += ["### The literature's orderings", "", *orderings]
@@ -358,7 +388,7 @@ def explain(by_label: dict, protocol: str) -> list[str]:
 
 def main() -> None:
     p = benchmark.parser(__file__, __doc__, seeds=5)
-    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=[name for name in SHOWN if name != "mnist5k"])
+    p.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=[name for name in SHOWN if base_of(name) != "mnist5k"])
     p.add_argument("--attacks", nargs="+", choices=list(ROWS), default=None, help="rows to run (default: the protocol's); the others are kept in the store")
     p.add_argument("--per-class", type=int, default=None, help="inversions per class (default: the protocol's, 2 with --quick)")
     args = p.parse_args()
