@@ -292,7 +292,7 @@ def render(protocol: str, rows: list[dict], runs: list[benchmark.Run], per_class
             body.append(
                 [f"calibration: {description}{f' ({source})' if source else ''}", len(group), n_per_seed(group)]
                 + [metric_interval(group, m, lambda r, m=m, n=name: r["baselines"][n].get(m)) or "n/a" for m in metrics]
-                + [None] * 6
+                + [None] * (len(columns) - 3 - len(metrics))  # no target, judge or cost of its own
             )
     lines.append(table(columns, body))
     resume = f"{command(protocol)} resumes it"

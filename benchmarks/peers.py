@@ -31,9 +31,10 @@ from modelinv.attacks import ATTACKS
 from modelinv.data.schema import sensitive_of
 from modelinv.experiment.config import ExperimentConfig
 from modelinv.experiment.runner import attack_targets, attacker_dataset, build_threat, prepare
+from modelinv.experiment.sweep import load
 from modelinv.metrics import MetricInputs, compute
 from modelinv.report.aggregate import fmt, interval
-from modelinv.report.benchmark import Parser, load, produced_by
+from modelinv.report.benchmark import Parser, produced_by
 from modelinv.report.markdown import table
 from modelinv.validation import validate
 

@@ -46,10 +46,11 @@ from modelinv.attacks.feature_inversion import RMLEParams, invert_features, sche
 from modelinv.attacks.gmi import GMI
 from modelinv.attacks.inverse_net import make_decoder
 from modelinv.data.types import ImageDataset
+from modelinv.experiment.sweep import load
 from modelinv.models import build_model
 from modelinv.models.conv import Conv2d
 from modelinv.oracle import Features, ThreatModel, WhiteBox
-from modelinv.report.benchmark import Parser, load, produced_by
+from modelinv.report.benchmark import Parser, produced_by
 from modelinv.report.markdown import table
 from modelinv.results import ResultsStore
 
