@@ -50,16 +50,17 @@ class Parser(argparse.ArgumentParser):
         return parsed, rest
 
 
-def parser(script: str, doc: str, seeds: int = 3) -> argparse.ArgumentParser:
+def parser(script: str, doc: str, seeds: int = 3, seeds_of: str | None = None) -> argparse.ArgumentParser:
     """The shared flags of the benchmark at path `script` (its __file__): the default output is
     results/<script name>/ beside it (results/quick/<script name>/ with --quick), and the Markdown is written next
-    to that directory as <name>.md."""
+    to that directory as <name>.md. `--seeds` defaults to 0..seeds-1, or, where the script's parts have seeds of
+    their own (`seeds_of` says which), to None: each part then takes its own unless --seeds names them."""
     here = Path(script).resolve()
     p = Parser(here.parent / "results" / here.stem, description=doc)
     p.add_argument("--out", type=Path, default=None,
                    help="results directory (results.sqlite, runs/); the Markdown goes beside it as <name>.md "
                         "(default: results/<name>/ beside the script, results/quick/<name>/ with --quick)")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(seeds)), help=f"seeds (default: 0..{seeds - 1})")
+    p.add_argument("--seeds", type=int, nargs="+", default=None if seeds_of else list(range(seeds)), help=f"seeds (default: {seeds_of or f'0..{seeds - 1}'})")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1; recorded, and never mixed in one table)")
     p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--quick", action="store_true", help="one seed and fewer images: checks that the benchmark runs, in minutes")
